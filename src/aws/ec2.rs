@@ -1,0 +1,173 @@
+//! EC2 operations: instances and their instance-profile associations.
+
+use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociation, IamInstanceProfileSpecification};
+
+use super::errors::from_sdk;
+use super::ratelimit::Family;
+use super::{Association, AssociationState, Aws, AwsError, ErrorKind, Instance, RunState};
+
+const EC2: &str = "ec2";
+const PAGE: i32 = 1000;
+
+fn association_from(a: &IamInstanceProfileAssociation) -> Option<Association> {
+    let profile = a.iam_instance_profile()?;
+    Some(Association {
+        id: a.association_id()?.to_string(),
+        instance_id: a.instance_id()?.to_string(),
+        profile_arn: profile.arn().unwrap_or_default().to_string(),
+        profile_id: profile.id().unwrap_or_default().to_string(),
+        state: AssociationState::parse(a.state().map(|s| s.as_str()).unwrap_or("associated")),
+    })
+}
+
+fn missing(action: &'static str) -> AwsError {
+    AwsError {
+        kind: ErrorKind::Transient,
+        service: EC2,
+        action,
+        code: "EmptyResponse".into(),
+        message: format!("{action} returned no association"),
+    }
+}
+
+impl Aws {
+    /// Every live association (associating, associated, disassociating), all pages.
+    pub async fn describe_associations(&self) -> Result<Vec<Association>, AwsError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let state_filter = Filter::builder()
+            .name("state")
+            .values("associating")
+            .values("associated")
+            .values("disassociating")
+            .build();
+        loop {
+            let page = self
+                .call(Family::Ec2Read, EC2, "DescribeIamInstanceProfileAssociations", || async {
+                    self.ec2
+                        .describe_iam_instance_profile_associations()
+                        .filters(state_filter.clone())
+                        .max_results(PAGE)
+                        .set_next_token(token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk(EC2, "DescribeIamInstanceProfileAssociations", &e))
+                })
+                .await?;
+            out.extend(
+                page.iam_instance_profile_associations()
+                    .iter()
+                    .filter_map(association_from)
+                    .filter(|a| a.state != AssociationState::Disassociated),
+            );
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every instance that is not terminated, all pages; selectors are matched
+    /// by the caller so one listing serves every binding.
+    pub async fn describe_instances(&self) -> Result<Vec<Instance>, AwsError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let live = Filter::builder()
+            .name("instance-state-name")
+            .values("pending")
+            .values("running")
+            .values("stopping")
+            .values("stopped")
+            .build();
+        loop {
+            let page = self
+                .call(Family::Ec2Read, EC2, "DescribeInstances", || async {
+                    self.ec2
+                        .describe_instances()
+                        .filters(live.clone())
+                        .max_results(PAGE)
+                        .set_next_token(token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk(EC2, "DescribeInstances", &e))
+                })
+                .await?;
+            for reservation in page.reservations() {
+                for i in reservation.instances() {
+                    let Some(id) = i.instance_id() else { continue };
+                    let state = RunState::parse(i.state().and_then(|s| s.name()).map_or("running", |n| n.as_str()));
+                    if matches!(state, RunState::Terminated | RunState::ShuttingDown) {
+                        continue;
+                    }
+                    out.push(Instance {
+                        id: id.to_string(),
+                        state,
+                        tags: i
+                            .tags()
+                            .iter()
+                            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                            .collect(),
+                    });
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn associate(&self, instance_id: &str, profile_arn: &str) -> Result<Association, AwsError> {
+        let out = self
+            .call(Family::Ec2Write, EC2, "AssociateIamInstanceProfile", || async {
+                self.ec2
+                    .associate_iam_instance_profile()
+                    .instance_id(instance_id)
+                    .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(profile_arn).build())
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(EC2, "AssociateIamInstanceProfile", &e))
+            })
+            .await?;
+        out.iam_instance_profile_association()
+            .and_then(association_from)
+            .ok_or_else(|| missing("AssociateIamInstanceProfile"))
+    }
+
+    pub async fn replace_association(&self, association_id: &str, profile_arn: &str) -> Result<Association, AwsError> {
+        let out = self
+            .call(Family::Ec2Write, EC2, "ReplaceIamInstanceProfileAssociation", || async {
+                self.ec2
+                    .replace_iam_instance_profile_association()
+                    .association_id(association_id)
+                    .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(profile_arn).build())
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(EC2, "ReplaceIamInstanceProfileAssociation", &e))
+            })
+            .await?;
+        out.iam_instance_profile_association()
+            .and_then(association_from)
+            .ok_or_else(|| missing("ReplaceIamInstanceProfileAssociation"))
+    }
+
+    pub async fn disassociate(&self, association_id: &str) -> Result<(), AwsError> {
+        let res = self
+            .call(Family::Ec2Write, EC2, "DisassociateIamInstanceProfile", || async {
+                self.ec2
+                    .disassociate_iam_instance_profile()
+                    .association_id(association_id)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(EC2, "DisassociateIamInstanceProfile", &e))
+            })
+            .await;
+        match res {
+            // Already gone: what we wanted.
+            Err(e) if e.code == "InvalidAssociationID.NotFound" => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Command-line flags (each also from an environment variable).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use std::sync::Arc;
+
+use crate::aws::ratelimit::{Limit, Limits};
+use crate::aws::{Aws, AwsSettings};
+use crate::metrics::Metrics;
+use crate::naming;
+use crate::reconcile::EngineConfig;
+use crate::filemode::Output;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "instance-profile-controller",
+    version,
+    about = "Keeps EC2 instance profiles in the state InstanceProfileBinding resources declare",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller in a cluster.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions (YAML, `---` separated).
+    Crd,
+    /// Print the AWS changes that reconciling the bindings in files would make; change nothing.
+    /// Exit 0: nothing to change, 2: changes, 1: error.
+    Plan(FileArgs),
+    /// Reconcile the bindings in files once, without a cluster, and wait until each is Ready or failed.
+    Apply(ApplyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Identifies this cluster: part of profile names, tags and the IAM path.
+    #[arg(long, env = "IPB_CLUSTER_ID", default_value = "default", global = true)]
+    pub cluster_id: String,
+    /// IAM path prefix; profiles live at <prefix><cluster-id>/.
+    #[arg(long, env = "IPB_PROFILE_PATH_PREFIX", default_value = "/ipb/", global = true)]
+    pub profile_path_prefix: String,
+    /// AWS region (else the SDK's default chain).
+    #[arg(long, env = "AWS_REGION", global = true)]
+    pub region: Option<String>,
+    /// AWS endpoint URL override, e.g. a local moto server.
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    pub aws_endpoint_url: Option<String>,
+    /// Bindings reconciled at once.
+    #[arg(long, env = "IPB_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256), global = true)]
+    pub concurrency: u16,
+    /// Client-side rate limit of IAM reads, RATE[:BURST] per second.
+    #[arg(long, env = "IPB_RATE_LIMIT_IAM_READ", default_value = "10:20", global = true)]
+    pub rate_limit_iam_read: Limit,
+    /// Client-side rate limit of IAM writes, RATE[:BURST] per second.
+    #[arg(long, env = "IPB_RATE_LIMIT_IAM_WRITE", default_value = "5:10", global = true)]
+    pub rate_limit_iam_write: Limit,
+    /// Client-side rate limit of EC2 reads, RATE[:BURST] per second.
+    #[arg(long, env = "IPB_RATE_LIMIT_EC2_READ", default_value = "10:50", global = true)]
+    pub rate_limit_ec2_read: Limit,
+    /// Client-side rate limit of EC2 writes, RATE[:BURST] per second.
+    #[arg(long, env = "IPB_RATE_LIMIT_EC2_WRITE", default_value = "5:20", global = true)]
+    pub rate_limit_ec2_write: Limit,
+    /// How long a role lookup (GetRole) is reused.
+    #[arg(long, env = "IPB_ROLE_CACHE_TTL", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub role_cache_ttl: Duration,
+    #[arg(long, env = "IPB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+    /// error, warn, info, debug, trace, or an EnvFilter directive.
+    #[arg(long, env = "IPB_LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+impl GlobalArgs {
+    /// The engine settings, checked.
+    ///
+    /// # Errors
+    /// A bad cluster id or path prefix, naming the flag.
+    pub fn engine_config(&self) -> Result<EngineConfig, crate::Error> {
+        naming::validate_cluster_id(&self.cluster_id).map_err(|e| crate::Error::Config(format!("--cluster-id: {e}")))?;
+        let path_prefix = naming::normalize_path_prefix(&self.profile_path_prefix)
+            .map_err(|e| crate::Error::Config(format!("--profile-path-prefix: {e}")))?;
+        Ok(EngineConfig { cluster_id: self.cluster_id.clone(), path_prefix, role_cache_ttl: self.role_cache_ttl })
+    }
+
+    /// AWS clients from the SDK's default chain and these flags.
+    pub async fn connect(&self, metrics: Arc<Metrics>) -> Aws {
+        let settings = AwsSettings {
+            region: self.region.clone(),
+            endpoint_url: self.aws_endpoint_url.clone(),
+            limits: self.limits(),
+            max_attempts: None,
+        };
+        Aws::connect(&settings, metrics).await
+    }
+
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        Limits {
+            iam_read: self.rate_limit_iam_read,
+            iam_write: self.rate_limit_iam_write,
+            ec2_read: self.rate_limit_ec2_read,
+            ec2_write: self.rate_limit_ec2_write,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FileArgs {
+    /// Binding files or directories (YAML or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Also plan deleting profiles this cluster owns whose binding is not in the files.
+    #[arg(long)]
+    pub prune: bool,
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Print AWS calls per action on standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Give up waiting for Ready after this long (e.g. 90s, 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "IPB_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "IPB_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Reconcile every binding this often even without changes (AWS sends no events).
+    #[arg(long, env = "IPB_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+    /// Run without leader election (only one replica may run then).
+    #[arg(long, env = "IPB_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "IPB_LEASE_NAME", default_value = "instance-profile-controller")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "IPB_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a leader's lease lasts without renewal.
+    #[arg(long, env = "IPB_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+}
+
+/// Parses `90`, `500ms`, `30s`, `5m`, `1h`, `1h30m`.
+///
+/// # Errors
+/// A message naming the bad value.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: use e.g. 500ms, 30s, 5m, 1h30m");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let secs = match unit {
+            "ms" => value / 1000.0,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

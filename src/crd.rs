@@ -1,0 +1,205 @@
+//! The `InstanceProfileBinding` resource: spec, status and the admission rules
+//! (CEL, evaluated by the API server and, in file mode, by us with the same rules).
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Finalizer that holds a binding until its AWS resources are cleaned up.
+pub const FINALIZER: &str = "iam.instanceprofile.dev/cleanup";
+pub const GROUP: &str = "iam.instanceprofile.dev";
+pub const VERSION: &str = "v1alpha1";
+pub const API_VERSION: &str = "iam.instanceprofile.dev/v1alpha1";
+
+/// User tags a profile may carry: IAM allows 50 per profile and the controller
+/// reserves the rest for its ownership and bookkeeping tags.
+pub const MAX_PROFILE_TAGS: usize = 40;
+/// EC2 allows 50 tags per instance, so a selector of more can never match.
+pub const MAX_SELECTOR_TAGS: usize = 50;
+/// Explicit instance ids per binding.
+pub const MAX_INSTANCE_IDS: usize = 500;
+
+/// Desired state: one IAM role, wired through an instance profile owned by this
+/// binding, to a set of EC2 instances.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "iam.instanceprofile.dev",
+    version = "v1alpha1",
+    kind = "InstanceProfileBinding",
+    plural = "instanceprofilebindings",
+    shortname = "ipb",
+    namespaced,
+    status = "InstanceProfileBindingStatus",
+    cel,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.role"}"#,
+    printcolumn = r#"{"name":"Profile","type":"string","jsonPath":".status.instanceProfile.name"}"#,
+    printcolumn = r#"{"name":"Instances","type":"string","description":"associated/selected","jsonPath":".status.instanceSummary"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceProfileBindingSpec {
+    /// IAM role to attach: a role name or a role ARN. Exactly one role; names are case-sensitive.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^[A-Za-z0-9_+=,.@-]{1,64}$') || self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/([!-~]*/)?[A-Za-z0-9_+=,.@-]{1,64}$')"
+    ).message("spec.role must be a role name (1-64 characters of letters, digits and _+=,.@-) or a role ARN (arn:aws:iam::123456789012:role/NAME)"))]
+    pub role: String,
+
+    /// Settings of the instance profile the controller creates for this binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<InstanceProfileSettings>,
+
+    /// Which EC2 instances get the profile: explicit ids and/or a tag selector.
+    pub instances: InstanceSelector,
+
+    /// Replace an instance's association with a profile this binding does not own.
+    #[serde(default)]
+    pub replace_foreign_associations: bool,
+
+    /// What deleting the binding does in AWS: Delete (disassociate, remove the role,
+    /// delete the profile) or Retain (leave AWS untouched).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceProfileSettings {
+    /// IAM path of the profile, '/' or '/a/b/'. Defaults to the controller's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(
+        "self == '/' || (self.startsWith('/') && self.endsWith('/') && self.matches('^[!-~]{1,512}$'))"
+    ).message("spec.instanceProfile.path must be '/' or start and end with '/', with at most 512 printable ASCII characters"))]
+    pub path: Option<String>,
+
+    /// Extra tags for the profile; ownership tags are always added.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 40))]
+    #[x_kube(validation = Rule::new("size(self) <= 40").message("spec.instanceProfile.tags may hold at most 40 tags (IAM allows 50 per profile; the controller reserves 10)"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('instanceprofile.dev/') && !k.startsWith('aws:'))").message("spec.instanceProfile.tags keys must not start with 'instanceprofile.dev/' (reserved for ownership tags) or 'aws:'"))]
+    #[x_kube(validation = Rule::new("self.all(k, size(k) >= 1 && size(k) <= 128 && size(self[k]) <= 256)").message("spec.instanceProfile.tags keys must be 1-128 characters and values at most 256"))]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("(has(self.ids) && size(self.ids) > 0) || (has(self.tags) && size(self.tags) > 0)").message("spec.instances needs at least one of ids or tags"))]
+pub struct InstanceSelector {
+    /// Explicit instance ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
+    #[x_kube(validation = Rule::new("size(self) <= 500").message("spec.instances.ids may hold at most 500 ids"))]
+    #[x_kube(validation = Rule::new("self.all(i, i.matches('^i-([0-9a-f]{8}|[0-9a-f]{17})$'))").message("spec.instances.ids must each be 'i-' followed by 8 or 17 lowercase hexadecimal digits"))]
+    pub ids: Vec<String>,
+
+    /// Every instance whose tags match all of these pairs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    #[x_kube(validation = Rule::new("size(self) <= 50").message("spec.instances.tags may hold at most 50 tags"))]
+    #[x_kube(validation = Rule::new("self.all(k, size(k) >= 1 && size(k) <= 128 && size(self[k]) <= 256)").message("spec.instances.tags keys must be 1-128 characters and values at most 256"))]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Retain,
+}
+
+/// Observed state, written by server-side apply with one field manager.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceProfileBindingStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<ProfileStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleStatus>,
+    #[serde(default)]
+    pub instances: Vec<InstanceStatus>,
+    /// "associated/selected", for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_summary: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileStatus {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleStatus {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_id: Option<String>,
+    /// associated, associating, disassociating, pending, foreign or refused.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `metav1.Condition`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl InstanceProfileBindingStatus {
+    #[must_use]
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.condition("Ready").is_some_and(|c| c.status == "True")
+    }
+}
+
+/// Every CRD this controller owns, as one YAML stream (`---` separated).
+///
+/// # Errors
+/// Only if YAML serialization fails, which it does not for these types.
+pub fn crds_yaml() -> Result<String, serde_norway::Error> {
+    let mut out = String::new();
+    for crd in [InstanceProfileBinding::crd()] {
+        if !out.is_empty() {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_norway::to_string(&crd)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,323 @@
+//! `plan` and `apply`: the reconcile pipeline driven from files instead of a
+//! cluster. One bulk snapshot per round serves every binding.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
+use crate::files::FileBinding;
+use crate::naming::{self, BindingKey};
+use crate::reconcile::{ActionRecord, BackoffClass, BindingInput, Engine, Next, Outcome, Snapshot};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+pub struct FileModeOptions {
+    pub prune: bool,
+    pub timeout: Duration,
+    pub output: Output,
+    pub concurrency: usize,
+    pub verbose: bool,
+}
+
+/// What one binding came to, for the report.
+#[derive(Serialize)]
+struct Report<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    status: &'a InstanceProfileBindingStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<&'a [ActionRecord]>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pruned: bool,
+}
+
+#[derive(Clone)]
+struct Work {
+    input: BindingInput,
+    prune: bool,
+}
+
+fn inputs(bindings: &[FileBinding]) -> Vec<Work> {
+    bindings
+        .iter()
+        .map(|fb| Work {
+            input: BindingInput {
+                key: BindingKey {
+                    namespace: fb.binding.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                    name: fb.binding.metadata.name.clone().unwrap_or_default(),
+                },
+                uid: None,
+                generation: None,
+                spec: fb.binding.spec.clone(),
+                previous: None,
+            },
+            prune: false,
+        })
+        .collect()
+}
+
+/// Profiles under this cluster's path whose owning binding is not in the files.
+async fn prune_targets(engine: &Engine, snapshot: &Snapshot, keep: &[Work]) -> Result<Vec<Work>, crate::Error> {
+    let kept: BTreeSet<String> = keep.iter().map(|w| engine.profile_name(&w.input.key)).collect();
+    let root = engine.default_path();
+    let mut names: Vec<&String> =
+        snapshot.profiles.values().filter(|p| p.path.starts_with(&root) && !kept.contains(&p.name)).map(|p| &p.name).collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(profile) = engine.aws.get_profile(name).await? else { continue };
+        let Some(owner) = profile.tags.as_ref().and_then(|t| naming::owner_from_tags(t, &engine.config.cluster_id)) else {
+            tracing::warn!(profile = %name, "not pruning a profile whose tags do not name this cluster's binding");
+            continue;
+        };
+        if engine.profile_name(&owner) != *name {
+            tracing::warn!(profile = %name, binding = %owner, "not pruning: the name does not match the binding its tags name");
+            continue;
+        }
+        let spec = InstanceProfileBindingSpec {
+            role: String::new(),
+            instance_profile: None,
+            instances: crate::crd::InstanceSelector::default(),
+            replace_foreign_associations: false,
+            deletion_policy: DeletionPolicy::Delete,
+        };
+        out.push(Work { input: BindingInput { key: owner, uid: None, generation: None, spec, previous: None }, prune: true });
+    }
+    Ok(out)
+}
+
+async fn run_one(engine: &Engine, w: &Work, snapshot: &Snapshot, dry_run: bool) -> Outcome {
+    if w.prune { engine.cleanup(&w.input, snapshot, dry_run).await } else { engine.reconcile(&w.input, snapshot, dry_run).await }
+}
+
+fn take_paths(engine: &Engine, work: &[Work]) -> BTreeSet<String> {
+    engine.snapshot_paths(work.iter().map(|w| &w.input.spec))
+}
+
+/// `plan`: what reconciling the files would change. Exit 0 no changes, 2 changes, 1 errors.
+///
+/// # Errors
+/// AWS errors while reading the snapshot.
+pub async fn plan(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOptions) -> Result<i32, crate::Error> {
+    let mut work = inputs(bindings);
+    let snapshot = Snapshot::take(&engine.aws, &take_paths(engine, &work)).await?;
+    if opts.prune {
+        work.extend(prune_targets(engine, &snapshot, &work).await?);
+    }
+    let outcomes: Vec<Outcome> = futures::stream::iter(work.iter())
+        .map(|w| run_one(engine, w, &snapshot, true))
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let mut errors = 0;
+    let mut changes = 0;
+    let mut text = String::new();
+    for (w, o) in work.iter().zip(&outcomes) {
+        let failed = o.needs_user || (!o.ready() && !o.deleted && o.actions.is_empty() && !w.prune);
+        if failed {
+            errors += 1;
+        }
+        changes += o.actions.len();
+        let verb = if w.prune { "prune " } else { "" };
+        if failed {
+            text.push_str(&format!("{verb}{}: error: {}: {}\n", w.input.key, o.reason, o.message));
+        } else if o.actions.is_empty() {
+            text.push_str(&format!("{verb}{}: no changes\n", w.input.key));
+        } else {
+            text.push_str(&format!("{verb}{}: {} change{}\n", w.input.key, o.actions.len(), plural(o.actions.len())));
+        }
+        for a in &o.actions {
+            text.push_str(&format!("  + {}\n", a.message));
+        }
+    }
+    let with_changes = outcomes.iter().filter(|o| !o.actions.is_empty()).count();
+    text.push_str(&format!(
+        "Plan: {changes} change{} for {with_changes} of {} binding{}{}.\n",
+        plural(changes),
+        work.len(),
+        plural(work.len()),
+        if errors > 0 { format!(", {errors} with errors") } else { String::new() }
+    ));
+    print_report(opts.output, &text, &work, &outcomes, true);
+    finish_calls(engine, opts.verbose);
+    Ok(if errors > 0 {
+        1
+    } else if changes > 0 {
+        2
+    } else {
+        0
+    })
+}
+
+/// `apply`: reconcile the files until every binding is Ready or failed, or the
+/// timeout passes. Exit 0 when all are Ready (and pruned ones deleted), else 1.
+///
+/// # Errors
+/// AWS errors that keep every round from reading a snapshot until the timeout.
+pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOptions) -> Result<i32, crate::Error> {
+    let deadline = Instant::now() + opts.timeout;
+    let mut work = inputs(bindings);
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; work.len()];
+    let mut due: Vec<Instant> = vec![Instant::now(); work.len()];
+    let mut done: Vec<bool> = vec![false; work.len()];
+    let mut backoffs: HashMap<usize, (BackoffClass, Duration)> = HashMap::new();
+    let mut pruned_listed = !opts.prune;
+    let mut snapshot_failures = 0u32;
+    loop {
+        let snapshot = match Snapshot::take(&engine.aws, &take_paths(engine, &work)).await {
+            Ok(s) => {
+                snapshot_failures = 0;
+                s
+            }
+            Err(e) if Instant::now() + Duration::from_secs(1) < deadline && !matches!(e.kind, crate::aws::ErrorKind::AccessDenied | crate::aws::ErrorKind::Other) => {
+                snapshot_failures += 1;
+                tracing::warn!(error = %e, "reading AWS failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(snapshot_failures.min(10)))).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !pruned_listed {
+            pruned_listed = true;
+            let targets = prune_targets(engine, &snapshot, &work).await?;
+            for t in targets {
+                work.push(t);
+                outcomes.push(None);
+                due.push(Instant::now());
+                done.push(false);
+            }
+        }
+        let now = Instant::now();
+        let ready_now: Vec<usize> = (0..work.len()).filter(|i| !done[*i] && due[*i] <= now).collect();
+        let results: Vec<(usize, Outcome)> = futures::stream::iter(ready_now)
+            .map(|i| {
+                let w = &work[i];
+                let snapshot = &snapshot;
+                async move { (i, run_one(engine, w, snapshot, false).await) }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, o) in results {
+            let finished = if work[i].prune { o.deleted || o.needs_user } else { o.ready() || o.needs_user };
+            if finished {
+                done[i] = true;
+            } else {
+                due[i] = Instant::now() + next_delay(&mut backoffs, i, o.next);
+                tracing::info!(binding = %work[i].input.key, reason = %o.reason, "{}", o.message);
+            }
+            outcomes[i] = Some(o);
+        }
+        if done.iter().all(|d| *d) {
+            break;
+        }
+        let Some(next) = (0..work.len()).filter(|i| !done[*i]).map(|i| due[i]).min() else { break };
+        if next >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(next).await;
+    }
+    let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+    let mut failed = 0;
+    let mut text = String::new();
+    for (i, (w, o)) in work.iter().zip(&outcomes).enumerate() {
+        let ok = if w.prune { o.deleted } else { o.ready() };
+        if !ok {
+            failed += 1;
+        }
+        let timed_out = !done[i];
+        for a in &o.actions {
+            text.push_str(&format!("{}: {}\n", w.input.key, a.message));
+        }
+        let state = match (ok, w.prune, timed_out) {
+            (true, true, _) => "pruned".to_string(),
+            (true, false, _) => format!(
+                "Ready (profile {}, instances {})",
+                o.status.instance_profile.as_ref().map_or("?", |p| p.name.as_str()),
+                o.status.instance_summary.as_deref().unwrap_or("0/0")
+            ),
+            (false, _, true) => format!("not ready after {:?}: {}: {}", opts.timeout, o.reason, o.message),
+            (false, _, false) => format!("failed: {}: {}", o.reason, o.message),
+        };
+        text.push_str(&format!("{}{}: {state}\n", if w.prune { "prune " } else { "" }, w.input.key));
+    }
+    text.push_str(&format!(
+        "Apply: {} of {} binding{} done{}.\n",
+        work.len() - failed,
+        work.len(),
+        plural(work.len()),
+        if failed > 0 { format!(", {failed} not") } else { String::new() }
+    ));
+    print_report(opts.output, &text, &work, &outcomes, false);
+    finish_calls(engine, opts.verbose);
+    Ok(i32::from(failed > 0))
+}
+
+/// The next delay for a binding that is not done: capped, jittered exponential
+/// per backoff class; transitions (`Soon`) are looked at again within a second.
+fn next_delay(backoffs: &mut HashMap<usize, (BackoffClass, Duration)>, i: usize, next: Next) -> Duration {
+    match next {
+        Next::Resync | Next::Soon => {
+            backoffs.remove(&i);
+            Duration::from_millis(750)
+        }
+        Next::Backoff(class) => {
+            let (first, cap) = class.bounds();
+            let entry = backoffs.entry(i).or_insert((class, Duration::ZERO));
+            let base = if entry.0 == class && !entry.1.is_zero() { (entry.1 * 2).min(cap) } else { first };
+            *entry = (class, base);
+            jitter(base)
+        }
+    }
+}
+
+/// ±20 % so that many bindings retrying together spread out.
+#[must_use]
+pub fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    let factor = 0.8 + 0.4 * (f64::from(nanos % 1000) / 1000.0);
+    d.mul_f64(factor)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn print_report(output: Output, text: &str, work: &[Work], outcomes: &[Outcome], with_changes: bool) {
+    match output {
+        Output::Text => print!("{text}"),
+        Output::Json => {
+            let reports: Vec<Report> = work
+                .iter()
+                .zip(outcomes)
+                .map(|(w, o)| Report {
+                    namespace: &w.input.key.namespace,
+                    name: &w.input.key.name,
+                    status: &o.status,
+                    changes: with_changes.then_some(o.actions.as_slice()),
+                    pruned: w.prune,
+                })
+                .collect();
+            match serde_json::to_string_pretty(&reports) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("error: cannot encode the report: {e}"),
+            }
+        }
+    }
+}
+
+fn finish_calls(engine: &Engine, verbose: bool) {
+    let summary = engine.aws.calls.summary();
+    if verbose {
+        eprintln!("{summary}");
+    }
+    tracing::debug!(calls = ?engine.aws.calls.snapshot().into_iter().collect::<BTreeMap<_, _>>(), "{summary}");
+}

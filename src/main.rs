@@ -1,0 +1,81 @@
+//! The `instance-profile-controller` binary: parses flags, calls the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use instance_profile_controller::cli::{Cli, Command, FileArgs, GlobalArgs};
+use instance_profile_controller::filemode::{self, FileModeOptions};
+use instance_profile_controller::metrics::Metrics;
+use instance_profile_controller::reconcile::Engine;
+use instance_profile_controller::{crd, files, telemetry};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; everything else exits 1,
+            // never clap's 2, which `plan` uses for "changes".
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Err(e) = telemetry::init(&cli.global.log_format, &cli.global.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32, instance_profile_controller::Error> {
+    match cli.command {
+        Command::Crd => {
+            let yaml = crd::crds_yaml().map_err(|e| instance_profile_controller::Error::Config(e.to_string()))?;
+            print!("{yaml}");
+            Ok(0)
+        }
+        Command::Plan(args) => {
+            let (engine, bindings, opts) = file_mode(&cli.global, &args, None).await?;
+            filemode::plan(&engine, &bindings, &opts).await
+        }
+        Command::Apply(args) => {
+            let (engine, bindings, opts) = file_mode(&cli.global, &args.file, Some(args.timeout)).await?;
+            filemode::apply(&engine, &bindings, &opts).await
+        }
+        Command::Run(args) => instance_profile_controller::controller::run(&cli.global, &args).await.map(|()| 0),
+    }
+}
+
+/// Reads and checks the files before anything touches AWS.
+async fn file_mode(
+    global: &GlobalArgs,
+    args: &FileArgs,
+    timeout: Option<std::time::Duration>,
+) -> Result<(Engine, Vec<files::FileBinding>, FileModeOptions), instance_profile_controller::Error> {
+    use instance_profile_controller::Error;
+    let config = global.engine_config()?;
+    let bindings = files::load(&args.files).map_err(|errors| Error::Input(errors.join("\n")))?;
+    let engine = Engine::new(global.connect(Arc::new(Metrics::new())).await, config);
+    let opts = FileModeOptions {
+        prune: args.prune,
+        timeout: timeout.unwrap_or_default(),
+        output: args.output,
+        concurrency: usize::from(global.concurrency),
+        verbose: args.verbose,
+    };
+    Ok((engine, bindings, opts))
+}

@@ -1,0 +1,126 @@
+//! Prometheus metrics (prometheus-client), one registry for the process.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsCallLabels {
+    pub service: String,
+    pub action: String,
+    /// "ok" or the AWS error code.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// "ok", "requeue" or the error reason.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub aws_calls: Family<AwsCallLabels, Counter>,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub bindings_by_reason: Family<ReasonLabels, Gauge>,
+    pub propagation_wait: Histogram,
+    pub leader: Gauge,
+    /// Ready reason per binding, to keep `bindings_by_reason` exact.
+    ready_reasons: Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("instance_profile_controller");
+        let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        registry.register("aws_calls", "AWS API calls by service, action and error code", aws_calls.clone());
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        let reconcile_duration =
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter());
+        registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_duration.clone());
+        let bindings_by_reason = Family::<ReasonLabels, Gauge>::default();
+        registry.register("bindings", "Bindings by Ready reason", bindings_by_reason.clone());
+        let propagation_wait = Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0].into_iter());
+        registry.register(
+            "propagation_wait_seconds",
+            "Time from profile creation until EC2 accepted it",
+            propagation_wait.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        Self {
+            registry,
+            aws_calls,
+            reconciles,
+            reconcile_duration,
+            bindings_by_reason,
+            propagation_wait,
+            leader,
+            ready_reasons: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    pub fn record_aws_call(&self, service: &str, action: &str, code: &str) {
+        self.aws_calls
+            .get_or_create(&AwsCallLabels { service: service.into(), action: action.into(), code: code.into() })
+            .inc();
+    }
+
+    /// Sets the Ready reason of one binding (`None` when it is gone).
+    pub fn set_binding_reason(&self, binding: &str, reason: Option<&str>) {
+        let Ok(mut map) = self.ready_reasons.lock() else { return };
+        if let Some(old) = map.remove(binding) {
+            self.bindings_by_reason.get_or_create(&ReasonLabels { reason: old }).dec();
+        }
+        if let Some(reason) = reason {
+            self.bindings_by_reason.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+            map.insert(binding.to_string(), reason.to_string());
+        }
+    }
+
+    /// The text exposition format.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_calls_and_binding_reasons() {
+        let m = Metrics::new();
+        m.record_aws_call("iam", "GetRole", "ok");
+        m.set_binding_reason("a/b", Some("PropagationPending"));
+        m.set_binding_reason("a/b", Some("Reconciled"));
+        let text = m.encode();
+        assert!(text.contains(r#"instance_profile_controller_aws_calls_total{service="iam",action="GetRole",code="ok"} 1"#), "{text}");
+        assert!(text.contains(r#"instance_profile_controller_bindings{reason="Reconciled"} 1"#), "{text}");
+        assert!(text.contains(r#"instance_profile_controller_bindings{reason="PropagationPending"} 0"#), "{text}");
+    }
+}

@@ -1,0 +1,370 @@
+//! *Decide*: a pure function from (desired state, observed AWS state) to the
+//! next actions. The act step runs the first action, folds its result into the
+//! observed state and asks again, so every decision is made on what is known.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::aws::RoleInfo;
+use crate::naming::{self, BindingKey, InstanceMemory};
+
+use super::associations::association_actions;
+use super::observe::Observed;
+use super::profile::role_actions;
+
+/// What a binding wants, resolved (role looked up, names computed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    pub key: BindingKey,
+    pub cluster_id: String,
+    pub profile_name: String,
+    pub path: String,
+    /// Ownership and user tags for the profile (the instance memory is added on create).
+    pub tags: BTreeMap<String, String>,
+    pub role: RoleInfo,
+    pub replace_foreign: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Read the profile's tags and roles (ownership proof, instance memory).
+    ReadProfile,
+    CreateProfile { memory: BTreeSet<String> },
+    /// Write the instance memory tags.
+    RecordInstances { ids: BTreeSet<String> },
+    RemoveRole { role: String },
+    AddRole,
+    Associate { instance_id: String },
+    Replace { instance_id: String, association_id: String, foreign: bool },
+    Disassociate { instance_id: String, association_id: String },
+    DeleteProfile,
+}
+
+impl Action {
+    #[must_use]
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self, Self::ReadProfile)
+    }
+}
+
+/// Something only a person (or time) can fix; reported, never acted around.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// A profile with our name exists and its tags do not prove it ours.
+    ForeignProfile { name: String },
+    /// A selected instance holds another profile and replacing it is not allowed.
+    ForeignAssociation { instance_id: String, profile_arn: String },
+    /// Instances we do not manage still use the profile.
+    DeletionBlocked { instance_ids: Vec<String> },
+}
+
+/// The outcome of one decision.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    /// Instances whose association is in transition: look again soon.
+    pub waiting: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+impl Decision {
+    fn one(action: Action) -> Self {
+        Self { actions: vec![action], ..Self::default() }
+    }
+
+    fn problem(problem: Problem) -> Self {
+        Self { problems: vec![problem], ..Self::default() }
+    }
+
+    /// Nothing to do, nothing to wait for, nothing wrong.
+    #[must_use]
+    pub fn converged(&self) -> bool {
+        self.actions.is_empty() && self.waiting.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// The instance memory of the observed profile: `None` while its tags are unread.
+pub(crate) fn memory_of(observed: &Observed) -> Option<InstanceMemory> {
+    observed.profile.as_ref()?.tags.as_ref().map(naming::instances_from_tags)
+}
+
+/// Decide what brings a live binding to its desired state.
+#[must_use]
+pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
+    let Some(profile) = &observed.profile else {
+        let memory = observed.selected.iter().map(|s| s.instance.id.clone()).collect();
+        return Decision::one(Action::CreateProfile { memory });
+    };
+    if let Some(tags) = &profile.tags
+        && !naming::tags_prove_ownership(tags, &desired.cluster_id, &desired.key)
+    {
+        return Decision::problem(Problem::ForeignProfile { name: profile.name.clone() });
+    }
+    let mut decision = Decision::default();
+    decision.actions.extend(role_actions(desired, profile));
+    let memory = memory_of(observed);
+    let assoc = association_actions(desired, observed, memory.as_ref());
+    // Mutations and judging who else uses the profile need its tags: ownership
+    // proof first, then the memory of which instances are ours.
+    let needs_tags = !decision.actions.is_empty() || !assoc.actions.is_empty() || !observed.other_users.is_empty();
+    if profile.tags.is_none() && needs_tags {
+        return Decision::one(Action::ReadProfile);
+    }
+    let memory = memory.unwrap_or_default();
+    if let Some(grown) = grown_memory(&memory, &assoc.associating) {
+        decision.actions.push(Action::RecordInstances { ids: grown });
+    }
+    decision.actions.extend(assoc.actions);
+    if let Some(shrunk) = shrunk_memory(&memory, &assoc.released) {
+        decision.actions.push(Action::RecordInstances { ids: shrunk });
+    }
+    decision.waiting = assoc.waiting;
+    decision.problems = assoc.problems;
+    decision
+}
+
+/// The memory with `adding` in it, when it is not there yet. Written before
+/// associating so that a crash never leaves an association we cannot prove ours.
+fn grown_memory(memory: &InstanceMemory, adding: &BTreeSet<String>) -> Option<BTreeSet<String>> {
+    if adding.is_empty() || matches!(memory, InstanceMemory::All) || adding.iter().all(|id| memory.contains(id)) {
+        return None;
+    }
+    let mut ids = memory.ids();
+    ids.extend(adding.iter().cloned());
+    Some(ids)
+}
+
+/// The memory without `released`, after their associations are gone.
+fn shrunk_memory(memory: &InstanceMemory, released: &BTreeSet<String>) -> Option<BTreeSet<String>> {
+    let InstanceMemory::Ids(ids) = memory else { return None };
+    if !released.iter().any(|id| ids.contains(id)) {
+        return None;
+    }
+    Some(ids.difference(released).cloned().collect())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::aws::{Association, AssociationState, Instance, Profile, RoleRef, RunState};
+    use crate::reconcile::observe::SelectedInstance;
+
+    pub(crate) fn desired() -> Desired {
+        let key = BindingKey { namespace: "team-a".into(), name: "web".into() };
+        Desired {
+            profile_name: naming::profile_name("c1", &key),
+            tags: naming::ownership_tags("c1", &key, None),
+            key,
+            cluster_id: "c1".into(),
+            path: "/ipb/c1/".into(),
+            role: RoleInfo { name: "web-app".into(), arn: "arn:aws:iam::123456789012:role/web-app".into(), trusts_ec2: true },
+            replace_foreign: false,
+        }
+    }
+
+    pub(crate) fn profile(d: &Desired, roles: &[&str], memory: Option<&[&str]>) -> Profile {
+        let tags = memory.map(|ids| {
+            let mut t = d.tags.clone();
+            t.extend(naming::instances_to_tags(&ids.iter().map(|s| (*s).to_string()).collect()));
+            t
+        });
+        Profile {
+            name: d.profile_name.clone(),
+            path: d.path.clone(),
+            arn: format!("arn:aws:iam::123456789012:instance-profile/ipb/c1/{}", d.profile_name),
+            id: "AIPACURRENT".into(),
+            roles: roles
+                .iter()
+                .map(|r| RoleRef { name: (*r).into(), arn: format!("arn:aws:iam::123456789012:role/{r}") })
+                .collect(),
+            tags,
+        }
+    }
+
+    pub(crate) fn instance(id: &str, state: RunState) -> Instance {
+        Instance { id: id.into(), state, tags: BTreeMap::new() }
+    }
+
+    pub(crate) fn assoc(instance: &str, profile_arn: &str, profile_id: &str, state: AssociationState) -> Association {
+        Association {
+            id: format!("iip-assoc-{instance}"),
+            instance_id: instance.into(),
+            profile_arn: profile_arn.into(),
+            profile_id: profile_id.into(),
+            state,
+        }
+    }
+
+    pub(crate) fn selected(id: &str, state: RunState, association: Option<Association>) -> SelectedInstance {
+        SelectedInstance { instance: instance(id, state), association }
+    }
+
+    const FOREIGN_ARN: &str = "arn:aws:iam::123456789012:instance-profile/other";
+
+    #[test]
+    fn missing_profile_is_created_with_the_selection_in_memory() {
+        let d = desired();
+        let o = Observed { selected: vec![selected("i-1", RunState::Running, None)], ..Observed::default() };
+        let want: BTreeSet<String> = ["i-1".to_string()].into();
+        assert_eq!(decide_apply(&d, &o).actions, vec![Action::CreateProfile { memory: want }]);
+    }
+
+    #[test]
+    fn new_profile_gets_role_then_associations() {
+        let d = desired();
+        let p = profile(&d, &[], Some(&["i-1", "i-2"]));
+        let o = Observed {
+            profile: Some(p),
+            selected: vec![selected("i-1", RunState::Running, None), selected("i-2", RunState::Stopped, None)],
+            ..Observed::default()
+        };
+        assert_eq!(
+            decide_apply(&d, &o).actions,
+            vec![
+                Action::AddRole,
+                Action::Associate { instance_id: "i-1".into() },
+                Action::Associate { instance_id: "i-2".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn converged_binding_needs_no_reads_or_writes() {
+        let d = desired();
+        let p = profile(&d, &["web-app"], None);
+        let a = assoc("i-1", &p.arn, &p.id, AssociationState::Associated);
+        let o = Observed { profile: Some(p), selected: vec![selected("i-1", RunState::Running, Some(a))], ..Observed::default() };
+        assert!(decide_apply(&d, &o).converged());
+    }
+
+    #[test]
+    fn mutation_on_a_listed_profile_reads_its_tags_first() {
+        let d = desired();
+        // role removed out of band (SPEC §5 "no roles attached")
+        let o = Observed { profile: Some(profile(&d, &[], None)), ..Observed::default() };
+        assert_eq!(decide_apply(&d, &o).actions, vec![Action::ReadProfile]);
+        let o = Observed { profile: Some(profile(&d, &[], Some(&[]))), ..Observed::default() };
+        assert_eq!(decide_apply(&d, &o).actions, vec![Action::AddRole]);
+    }
+
+    #[test]
+    fn foreign_profile_is_never_touched() {
+        let d = desired();
+        let mut p = profile(&d, &["someone-else"], None);
+        p.tags = Some(BTreeMap::from([("owner".to_string(), "them".to_string())]));
+        let o = Observed { profile: Some(p), selected: vec![selected("i-1", RunState::Running, None)], ..Observed::default() };
+        let dec = decide_apply(&d, &o);
+        assert!(dec.actions.is_empty());
+        assert_eq!(dec.problems, vec![Problem::ForeignProfile { name: d.profile_name.clone() }]);
+    }
+
+    #[test]
+    fn other_role_is_removed_before_ours_is_added() {
+        let d = desired();
+        let o = Observed { profile: Some(profile(&d, &["old-role"], Some(&[]))), ..Observed::default() };
+        assert_eq!(
+            decide_apply(&d, &o).actions,
+            vec![Action::RemoveRole { role: "old-role".into() }, Action::AddRole]
+        );
+    }
+
+    #[test]
+    fn association_states() {
+        let d = desired();
+        let p = profile(&d, &["web-app"], Some(&["i-1"]));
+        let dead_arn = p.arn.clone();
+        let cases: Vec<(SelectedInstance, Vec<Action>, bool, bool)> = vec![
+            // ours, associated: nothing
+            (selected("i-1", RunState::Running, Some(assoc("i-1", &p.arn, &p.id, AssociationState::Associated))), vec![], false, false),
+            // ours, associating / disassociating: wait
+            (selected("i-1", RunState::Running, Some(assoc("i-1", &p.arn, &p.id, AssociationState::Associating))), vec![], true, false),
+            (selected("i-1", RunState::Running, Some(assoc("i-1", &p.arn, &p.id, AssociationState::Disassociating))), vec![], true, false),
+            // profile recreated under the same name: dead id → replace (running)
+            (
+                selected("i-1", RunState::Running, Some(assoc("i-1", &dead_arn, "AIPADEAD", AssociationState::Associated))),
+                vec![Action::Replace { instance_id: "i-1".into(), association_id: "iip-assoc-i-1".into(), foreign: false }],
+                false,
+                false,
+            ),
+            // … or disassociate first (stopped)
+            (
+                selected("i-1", RunState::Stopped, Some(assoc("i-1", &dead_arn, "AIPADEAD", AssociationState::Associated))),
+                vec![Action::Disassociate { instance_id: "i-1".into(), association_id: "iip-assoc-i-1".into() }],
+                false,
+                false,
+            ),
+            // foreign association without permission to replace: problem
+            (selected("i-1", RunState::Running, Some(assoc("i-1", FOREIGN_ARN, "AIPAOTHER", AssociationState::Associated))), vec![], false, true),
+            // foreign association in transition: still not ours to touch
+            (selected("i-1", RunState::Running, Some(assoc("i-1", FOREIGN_ARN, "AIPAOTHER", AssociationState::Associating))), vec![], false, true),
+        ];
+        for (sel, want, waits, problem) in cases {
+            let o = Observed { profile: Some(p.clone()), selected: vec![sel.clone()], ..Observed::default() };
+            let dec = decide_apply(&d, &o);
+            assert_eq!(dec.actions, want, "{sel:?}");
+            assert_eq!(!dec.waiting.is_empty(), waits, "{sel:?}");
+            assert_eq!(!dec.problems.is_empty(), problem, "{sel:?}");
+        }
+    }
+
+    #[test]
+    fn foreign_association_is_replaced_only_when_allowed() {
+        let mut d = desired();
+        d.replace_foreign = true;
+        let p = profile(&d, &["web-app"], Some(&[]));
+        let running = selected("i-1", RunState::Running, Some(assoc("i-1", FOREIGN_ARN, "AIPAOTHER", AssociationState::Associated)));
+        let o = Observed { profile: Some(p.clone()), selected: vec![running], ..Observed::default() };
+        let want: BTreeSet<String> = ["i-1".to_string()].into();
+        assert_eq!(
+            decide_apply(&d, &o).actions,
+            vec![
+                Action::RecordInstances { ids: want },
+                Action::Replace { instance_id: "i-1".into(), association_id: "iip-assoc-i-1".into(), foreign: true },
+            ]
+        );
+    }
+
+    #[test]
+    fn new_instance_is_recorded_before_it_is_associated() {
+        let d = desired();
+        let p = profile(&d, &["web-app"], Some(&["i-1"]));
+        let a = assoc("i-1", &p.arn, &p.id, AssociationState::Associated);
+        let o = Observed {
+            profile: Some(p),
+            selected: vec![selected("i-1", RunState::Running, Some(a)), selected("i-2", RunState::Running, None)],
+            ..Observed::default()
+        };
+        let want: BTreeSet<String> = ["i-1".to_string(), "i-2".to_string()].into();
+        assert_eq!(
+            decide_apply(&d, &o).actions,
+            vec![Action::RecordInstances { ids: want }, Action::Associate { instance_id: "i-2".into() }]
+        );
+    }
+
+    #[test]
+    fn deselected_instance_loses_our_association_but_not_a_stranger() {
+        let d = desired();
+        let p = profile(&d, &["web-app"], Some(&["i-1", "i-2"]));
+        let ours = assoc("i-2", &p.arn, &p.id, AssociationState::Associated);
+        let stranger = assoc("i-9", &p.arn, &p.id, AssociationState::Associated);
+        let o = Observed { profile: Some(p), other_users: vec![ours, stranger], ..Observed::default() };
+        let want: BTreeSet<String> = ["i-1".to_string()].into();
+        assert_eq!(
+            decide_apply(&d, &o).actions,
+            vec![
+                Action::Disassociate { instance_id: "i-2".into(), association_id: "iip-assoc-i-2".into() },
+                Action::RecordInstances { ids: want },
+            ]
+        );
+    }
+
+    #[test]
+    fn other_users_of_a_listed_profile_need_its_memory() {
+        let d = desired();
+        let p = profile(&d, &["web-app"], None);
+        let other = assoc("i-2", &p.arn, &p.id, AssociationState::Associated);
+        let o = Observed { profile: Some(p), other_users: vec![other], ..Observed::default() };
+        assert_eq!(decide_apply(&d, &o).actions, vec![Action::ReadProfile]);
+    }
+}

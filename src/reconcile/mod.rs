@@ -1,0 +1,288 @@
+//! The reconcile pipeline: observe → decide → act → report. File mode and the
+//! cluster controller both run [`Engine::reconcile`] and [`Engine::cleanup`].
+
+pub mod act;
+pub mod associations;
+pub mod cleanup;
+pub mod decide;
+pub mod observe;
+pub mod profile;
+pub mod role;
+pub mod status;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::aws::{Aws, AwsError, ErrorKind, RoleCache, RoleInfo};
+use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
+use crate::naming::{self, BindingKey};
+
+pub use act::ActionRecord;
+use act::Stop;
+pub use decide::{Action, Decision, Desired, Problem};
+pub use observe::{Observed, Selector, Snapshot};
+
+/// Why a binding is not Ready, beyond what decide reports.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("role {role} not found{}", near.as_ref().map(|n| format!("; did you mean {n}? (role names are case-sensitive)")).unwrap_or_default())]
+    RoleNotFound { role: String, near: Option<String> },
+    #[error("the trust policy of role {role} does not allow ec2.amazonaws.com to call sts:AssumeRole, so instances could not use it; add EC2 as a trusted service")]
+    TrustPolicyMissingEc2 { role: String },
+    #[error("{0}")]
+    Aws(AwsError),
+}
+
+impl Failure {
+    /// The condition/event/metric reason.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::RoleNotFound { .. } => "RoleNotFound",
+            Self::TrustPolicyMissingEc2 { .. } => "TrustPolicyMissingEc2",
+            Self::Aws(e) => e.kind.reason(),
+        }
+    }
+
+    /// A person has to act before retrying can help.
+    #[must_use]
+    pub fn needs_user(&self) -> bool {
+        match self {
+            Self::RoleNotFound { .. } | Self::TrustPolicyMissingEc2 { .. } => true,
+            Self::Aws(e) => matches!(e.kind, ErrorKind::AccessDenied | ErrorKind::QuotaExceeded | ErrorKind::Other),
+        }
+    }
+
+    /// A user-facing message; AWS messages name the action and resource.
+    #[must_use]
+    pub fn message(&self) -> String {
+        match self {
+            Self::Aws(e) if e.kind == ErrorKind::AccessDenied => format!(
+                "access denied for {}:{}: {} (check the controller's IAM policy, permission boundaries, SCPs and iam:PassRole)",
+                e.service, e.action, e.message
+            ),
+            Self::Aws(e) if e.kind == ErrorKind::PropagationPending => format!(
+                "waiting for IAM to propagate the new instance profile to EC2 ({}: {})",
+                e.action, e.message
+            ),
+            Self::Aws(e) if e.kind == ErrorKind::QuotaExceeded => {
+                format!("instance profile quota of the account reached: {}; delete unused profiles or raise the quota", e.message)
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// When to look at a binding again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Converged: the periodic resync is enough.
+    Resync,
+    /// Changed something or waiting for a transition: confirm soon.
+    Soon,
+    /// Failed; retry with the backoff of this class.
+    Backoff(BackoffClass),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackoffClass {
+    /// IAM→EC2 propagation: sub-second first retry, capped, no give-up.
+    Propagation,
+    /// Throttling and transient errors.
+    Transient,
+    /// Needs a person (access denied, missing role, foreign resources).
+    Slow,
+}
+
+impl BackoffClass {
+    /// (first delay, cap)
+    #[must_use]
+    pub fn bounds(self) -> (Duration, Duration) {
+        match self {
+            Self::Propagation => (Duration::from_millis(500), Duration::from_secs(20)),
+            Self::Transient => (Duration::from_secs(1), Duration::from_secs(60)),
+            Self::Slow => (Duration::from_secs(15), Duration::from_secs(300)),
+        }
+    }
+}
+
+/// The result of one reconcile of one binding.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub status: InstanceProfileBindingStatus,
+    /// Changes made (or, for `plan`, that would be made), in order.
+    pub actions: Vec<ActionRecord>,
+    pub next: Next,
+    /// The Ready reason.
+    pub reason: String,
+    pub message: String,
+    /// A person must act: `apply` stops waiting for this binding.
+    pub needs_user: bool,
+    /// Deletion finished (cleanup only).
+    pub deleted: bool,
+}
+
+impl Outcome {
+    #[must_use]
+    pub fn ready(&self) -> bool {
+        self.status.is_ready()
+    }
+}
+
+/// A binding as the pipeline sees it, from a file or from the cluster.
+#[derive(Clone, Debug)]
+pub struct BindingInput {
+    pub key: BindingKey,
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    pub spec: InstanceProfileBindingSpec,
+    /// The status recorded earlier: only to keep `lastTransitionTime` stable.
+    pub previous: Option<InstanceProfileBindingStatus>,
+}
+
+/// Controller-wide settings that shape names and paths.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub cluster_id: String,
+    /// Normalized `/…/` prefix; profiles live at `<prefix><cluster-id>/`.
+    pub path_prefix: String,
+    pub role_cache_ttl: Duration,
+}
+
+/// Shared by every reconcile: AWS clients and the role cache.
+pub struct Engine {
+    pub aws: Aws,
+    pub config: EngineConfig,
+    roles: RoleCache,
+}
+
+impl Engine {
+    #[must_use]
+    pub fn new(aws: Aws, config: EngineConfig) -> Self {
+        let roles = RoleCache::new(config.role_cache_ttl);
+        Self { aws, config, roles }
+    }
+
+    /// The path every profile of this cluster lives under by default.
+    #[must_use]
+    pub fn default_path(&self) -> String {
+        naming::profile_path(&self.config.path_prefix, &self.config.cluster_id)
+    }
+
+    #[must_use]
+    pub fn profile_name(&self, key: &BindingKey) -> String {
+        naming::profile_name(&self.config.cluster_id, key)
+    }
+
+    #[must_use]
+    pub fn path_for(&self, spec: &InstanceProfileBindingSpec) -> String {
+        spec.instance_profile.as_ref().and_then(|p| p.path.clone()).unwrap_or_else(|| self.default_path())
+    }
+
+    /// Every path prefix a snapshot has to list for these bindings.
+    pub fn snapshot_paths<'a>(&self, specs: impl IntoIterator<Item = &'a InstanceProfileBindingSpec>) -> BTreeSet<String> {
+        let mut paths: BTreeSet<String> = specs.into_iter().map(|s| self.path_for(s)).collect();
+        paths.insert(self.default_path());
+        paths
+    }
+
+    fn desired(&self, b: &BindingInput, role: RoleInfo) -> Desired {
+        let mut tags = naming::ownership_tags(&self.config.cluster_id, &b.key, b.uid.as_deref());
+        if let Some(settings) = &b.spec.instance_profile {
+            for (k, v) in &settings.tags {
+                tags.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        Desired {
+            key: b.key.clone(),
+            cluster_id: self.config.cluster_id.clone(),
+            profile_name: self.profile_name(&b.key),
+            path: self.path_for(&b.spec),
+            tags,
+            role,
+            replace_foreign: b.spec.replace_foreign_associations,
+        }
+    }
+
+    /// Brings one live binding to its desired state (or, with `dry_run`, says how).
+    pub async fn reconcile(&self, b: &BindingInput, snapshot: &Snapshot, dry_run: bool) -> Outcome {
+        let selector = selector_of(&b.spec);
+        let mut observed = Observed::from_snapshot(snapshot, &self.profile_name(&b.key), &selector);
+        let role = match role::resolve_role(&self.aws, &self.roles, &b.spec.role).await {
+            Ok(role) => role,
+            Err(failure) => {
+                let desired = self.desired(b, RoleInfo { name: role::role_name(&b.spec.role).into(), arn: String::new(), trusts_ec2: false });
+                return status::outcome(b, &desired, &observed, &Decision::default(), Vec::new(), Some(failure), false);
+            }
+        };
+        let desired = self.desired(b, role);
+        self.converge(b, &desired, &mut observed, dry_run, Mode::Apply).await
+    }
+
+    /// Deletes what a binding owns in AWS, safely (or, with `dry_run`, says how).
+    pub async fn cleanup(&self, b: &BindingInput, snapshot: &Snapshot, dry_run: bool) -> Outcome {
+        let role = RoleInfo { name: role::role_name(&b.spec.role).into(), arn: String::new(), trusts_ec2: true };
+        let desired = self.desired(b, role);
+        if b.spec.deletion_policy == DeletionPolicy::Retain {
+            let observed = Observed::default();
+            let mut out = status::outcome(b, &desired, &observed, &Decision::default(), Vec::new(), None, true);
+            out.message = "deletionPolicy Retain: AWS resources left in place".into();
+            return out;
+        }
+        let mut observed = Observed::from_snapshot(snapshot, &desired.profile_name, &selector_of(&b.spec));
+        self.converge(b, &desired, &mut observed, dry_run, Mode::Cleanup).await
+    }
+
+    async fn converge(
+        &self,
+        b: &BindingInput,
+        desired: &Desired,
+        observed: &mut Observed,
+        dry_run: bool,
+        mode: Mode,
+    ) -> Outcome {
+        let deleting = mode == Mode::Cleanup;
+        let decide = match mode {
+            Mode::Apply => decide::decide_apply,
+            Mode::Cleanup => cleanup::decide_cleanup,
+        };
+        let mut records = Vec::new();
+        let budget = 16 + 4 * (observed.selected.len() + observed.other_users.len());
+        for _ in 0..budget {
+            let decision = decide(desired, observed);
+            let Some(action) = decision.actions.first().cloned() else {
+                let deleted = deleting && decision.converged() && observed.profile.is_none();
+                return status::outcome(b, desired, observed, &decision, records, None, deleted);
+            };
+            match act::execute(&self.aws, desired, observed, &action, dry_run).await {
+                Ok(Some(record)) => {
+                    tracing::info!(binding = %b.key, reason = record.reason, "{}", record.message);
+                    records.push(record);
+                }
+                Ok(None) => {}
+                Err(Stop::Reobserve) => {
+                    let decision = Decision { waiting: vec!["(re-reading AWS state)".into()], ..Decision::default() };
+                    return status::outcome(b, desired, observed, &decision, records, None, false);
+                }
+                Err(Stop::Failed(e)) => {
+                    let decision = decide(desired, observed);
+                    return status::outcome(b, desired, observed, &decision, records, Some(Failure::Aws(e)), false);
+                }
+            }
+        }
+        let decision = Decision { waiting: vec!["(step budget spent)".into()], ..decide(desired, observed) };
+        status::outcome(b, desired, observed, &decision, records, None, false)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Apply,
+    Cleanup,
+}
+
+/// The selector of a spec.
+#[must_use]
+pub fn selector_of(spec: &InstanceProfileBindingSpec) -> Selector {
+    Selector { ids: spec.instances.ids.iter().cloned().collect(), tags: spec.instances.tags.clone() }
+}

@@ -1,0 +1,137 @@
+//! *Observe*: one bulk snapshot of AWS shared by every binding, and the slice
+//! of it one binding needs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tokio::time::Instant;
+
+use crate::aws::{Association, AssociationState, Aws, AwsError, Instance, Profile};
+
+/// Profiles under our paths, live associations and live instances, read in bulk.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub taken_at: Instant,
+    pub profiles: HashMap<String, Profile>,
+    /// The live association of each instance.
+    pub associations: HashMap<String, Association>,
+    pub instances: HashMap<String, Instance>,
+}
+
+impl Snapshot {
+    /// Reads the three bulk listings concurrently: profiles under each path
+    /// prefix (prefixes inside another are not listed twice), every live
+    /// association, every live instance.
+    ///
+    /// # Errors
+    /// The first AWS error of any listing.
+    pub async fn take(aws: &Aws, path_prefixes: &BTreeSet<String>) -> Result<Self, AwsError> {
+        let taken_at = Instant::now();
+        let prefixes: Vec<&String> = path_prefixes
+            .iter()
+            .filter(|p| !path_prefixes.iter().any(|q| q != *p && p.starts_with(q.as_str())))
+            .collect();
+        let profiles = async {
+            let mut all = HashMap::new();
+            for prefix in prefixes {
+                for p in aws.list_profiles(prefix).await? {
+                    all.insert(p.name.clone(), p);
+                }
+            }
+            Ok::<_, AwsError>(all)
+        };
+        let (profiles, associations, instances) =
+            tokio::try_join!(profiles, aws.describe_associations(), aws.describe_instances())?;
+        Ok(Self::from_parts(taken_at, profiles, associations, instances))
+    }
+
+    #[must_use]
+    pub fn from_parts(
+        taken_at: Instant,
+        profiles: HashMap<String, Profile>,
+        associations: Vec<Association>,
+        instances: Vec<Instance>,
+    ) -> Self {
+        let mut by_instance: HashMap<String, Association> = HashMap::new();
+        for a in associations {
+            // During a Replace an instance can briefly show two; the one not on
+            // its way out is the one to act on.
+            let keep_existing = by_instance
+                .get(&a.instance_id)
+                .is_some_and(|old| a.state == AssociationState::Disassociating && old.state != AssociationState::Disassociating);
+            if !keep_existing {
+                by_instance.insert(a.instance_id.clone(), a);
+            }
+        }
+        Self {
+            taken_at,
+            profiles,
+            associations: by_instance,
+            instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
+        }
+    }
+}
+
+/// An instance a binding selects, with its live association.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectedInstance {
+    pub instance: Instance,
+    pub association: Option<Association>,
+}
+
+/// What one binding sees of AWS.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Observed {
+    pub profile: Option<Profile>,
+    /// Selected, live instances, by id.
+    pub selected: Vec<SelectedInstance>,
+    /// Associations with this binding's profile (any incarnation of its name)
+    /// on instances the binding does not select.
+    pub other_users: Vec<Association>,
+    /// Explicit ids that do not exist (any more): dropped, not an error.
+    pub missing: Vec<String>,
+}
+
+/// Which instances a binding selects.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Selector {
+    pub ids: BTreeSet<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Selector {
+    #[must_use]
+    pub fn matches(&self, instance: &Instance) -> bool {
+        self.ids.contains(&instance.id)
+            || (!self.tags.is_empty() && self.tags.iter().all(|(k, v)| instance.tags.get(k) == Some(v)))
+    }
+}
+
+impl Observed {
+    /// The slice of `snapshot` one binding needs.
+    #[must_use]
+    pub fn from_snapshot(snapshot: &Snapshot, profile_name: &str, selector: &Selector) -> Self {
+        let profile = snapshot.profiles.get(profile_name).cloned();
+        let mut selected: Vec<SelectedInstance> = snapshot
+            .instances
+            .values()
+            .filter(|i| selector.matches(i))
+            .map(|i| SelectedInstance { instance: i.clone(), association: snapshot.associations.get(&i.id).cloned() })
+            .collect();
+        selected.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
+        let selected_ids: BTreeSet<&str> = selected.iter().map(|s| s.instance.id.as_str()).collect();
+        let mut other_users: Vec<Association> = snapshot
+            .associations
+            .values()
+            .filter(|a| !selected_ids.contains(a.instance_id.as_str()))
+            .filter(|a| a.profile_name() == profile_name || profile.as_ref().is_some_and(|p| p.id == a.profile_id))
+            .cloned()
+            .collect();
+        other_users.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        let missing = selector.ids.iter().filter(|id| !snapshot.instances.contains_key(*id)).cloned().collect();
+        Self { profile, selected, other_users, missing }
+    }
+
+    pub(crate) fn selected_mut(&mut self, instance_id: &str) -> Option<&mut SelectedInstance> {
+        self.selected.iter_mut().find(|s| s.instance.id == instance_id)
+    }
+}

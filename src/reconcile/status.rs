@@ -1,0 +1,273 @@
+//! *Report*: the status, conditions and requeue policy of one reconcile.
+
+use crate::aws::{AssociationState, ErrorKind};
+use crate::crd::{Condition, InstanceProfileBindingStatus, InstanceStatus, ProfileStatus, RoleStatus};
+
+use super::decide::{Decision, Desired, Problem};
+use super::observe::Observed;
+use super::{ActionRecord, BackoffClass, BindingInput, Failure, Next, Outcome};
+
+/// RFC 3339 in UTC, second precision (the `metav1.Time` format).
+#[must_use]
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+struct Verdict {
+    ready: bool,
+    reason: String,
+    message: String,
+    needs_user: bool,
+    next: Next,
+}
+
+fn verdict(decision: &Decision, failure: Option<&Failure>, records: &[ActionRecord], deleted: bool) -> Verdict {
+    if let Some(f) = failure {
+        let class = match f {
+            Failure::Aws(e) => match e.kind {
+                ErrorKind::PropagationPending | ErrorKind::NotFound => BackoffClass::Propagation,
+                ErrorKind::AccessDenied | ErrorKind::QuotaExceeded | ErrorKind::Other | ErrorKind::AlreadyExists => {
+                    BackoffClass::Slow
+                }
+                _ => BackoffClass::Transient,
+            },
+            _ => BackoffClass::Slow,
+        };
+        return Verdict {
+            ready: false,
+            reason: f.reason().into(),
+            message: f.message(),
+            needs_user: f.needs_user(),
+            next: Next::Backoff(class),
+        };
+    }
+    if let Some(p) = decision.problems.first() {
+        let (reason, message) = match p {
+            Problem::ForeignProfile { name } => (
+                "ForeignProfileExists",
+                format!("an instance profile named {name} exists and its tags do not prove this binding owns it; it is left untouched: delete or rename it, or change the cluster id"),
+            ),
+            Problem::ForeignAssociation { instance_id, profile_arn } => (
+                "ForeignAssociation",
+                format!(
+                    "instance {instance_id} is associated with instance profile {profile_arn}, which this binding does not own; set replaceForeignAssociations: true to replace it{}",
+                    more(decision.problems.len())
+                ),
+            ),
+            Problem::DeletionBlocked { instance_ids } => (
+                "DeletionBlocked",
+                format!(
+                    "instance profile still used by instances this binding does not manage: {}; disassociate them to let deletion finish",
+                    instance_ids.join(", ")
+                ),
+            ),
+        };
+        return Verdict { ready: false, reason: reason.into(), message, needs_user: true, next: Next::Backoff(BackoffClass::Slow) };
+    }
+    if !decision.waiting.is_empty() {
+        return Verdict {
+            ready: false,
+            reason: "Reconciling".into(),
+            message: format!("waiting for association changes on {}", decision.waiting.join(", ")),
+            needs_user: false,
+            next: Next::Soon,
+        };
+    }
+    if deleted {
+        return Verdict { ready: false, reason: "Deleted".into(), message: "AWS resources cleaned up".into(), needs_user: false, next: Next::Resync };
+    }
+    Verdict {
+        ready: true,
+        reason: "Reconciled".into(),
+        message: "instance profile, role and associations match the spec".into(),
+        needs_user: false,
+        next: if records.is_empty() { Next::Resync } else { Next::Soon },
+    }
+}
+
+fn more(n: usize) -> String {
+    if n > 1 { format!(" ({} more instances are held by foreign profiles)", n - 1) } else { String::new() }
+}
+
+/// Builds the outcome of a reconcile.
+pub(crate) fn outcome(
+    b: &BindingInput,
+    desired: &Desired,
+    observed: &Observed,
+    decision: &Decision,
+    actions: Vec<ActionRecord>,
+    failure: Option<Failure>,
+    deleted: bool,
+) -> Outcome {
+    let v = verdict(decision, failure.as_ref(), &actions, deleted);
+    let profile = observed.profile.as_ref();
+    let foreign_held: Vec<&str> = decision
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::ForeignAssociation { instance_id, .. } => Some(instance_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let instances: Vec<InstanceStatus> = observed
+        .selected
+        .iter()
+        .map(|s| {
+            let ours = s.association.as_ref().filter(|a| profile.is_some_and(|p| p.id == a.profile_id));
+            let (state, message) = match ours {
+                Some(a) => (a.state.as_str().to_string(), None),
+                None if foreign_held.contains(&s.instance.id.as_str()) => (
+                    "foreign".to_string(),
+                    s.association.as_ref().map(|a| format!("held by {}", a.profile_arn)),
+                ),
+                None => ("pending".to_string(), None),
+            };
+            InstanceStatus { id: s.instance.id.clone(), association_id: ours.map(|a| a.id.clone()), state, message }
+        })
+        .collect();
+    let associated = instances.iter().filter(|i| i.state == AssociationState::Associated.as_str()).count();
+    let role_attached = profile.is_some_and(|p| p.roles.len() == 1 && p.roles.iter().any(|r| r.name == desired.role.name));
+    let profile_ok = profile.is_some() && !decision.problems.iter().any(|p| matches!(p, Problem::ForeignProfile { .. }));
+    let previous = b.previous.as_ref();
+    let cond = |type_: &str, ok: bool, reason_ok: &str, reason_bad: &str, message: String| {
+        condition(previous, b.generation, type_, ok, if ok { reason_ok } else { reason_bad }, message)
+    };
+    let bad_reason = |fallback: &'static str| if v.ready { fallback.to_string() } else { v.reason.clone() };
+    let conditions = vec![
+        cond(
+            "Ready",
+            v.ready,
+            &v.reason,
+            &v.reason,
+            v.message.clone(),
+        ),
+        cond(
+            "ProfileReady",
+            profile_ok,
+            "ProfileReady",
+            &bad_reason("ProfileMissing"),
+            profile.map_or_else(|| format!("instance profile {} does not exist yet", desired.profile_name), |p| format!("instance profile {} ({})", p.name, p.id)),
+        ),
+        cond(
+            "RoleAttached",
+            role_attached,
+            "RoleAttached",
+            &bad_reason("RoleMissing"),
+            format!("role {}", desired.role.name),
+        ),
+        cond(
+            "Associated",
+            associated == instances.len(),
+            "Associated",
+            &bad_reason("AssociationPending"),
+            format!("{associated}/{} selected instances associated", instances.len()),
+        ),
+    ];
+    let status = InstanceProfileBindingStatus {
+        observed_generation: b.generation,
+        instance_profile: profile.map(|p| ProfileStatus { name: p.name.clone(), arn: Some(p.arn.clone()), id: Some(p.id.clone()) }).or_else(|| {
+            Some(ProfileStatus { name: desired.profile_name.clone(), arn: None, id: None })
+        }),
+        role: Some(RoleStatus {
+            name: desired.role.name.clone(),
+            arn: (!desired.role.arn.is_empty()).then(|| desired.role.arn.clone()),
+        }),
+        instance_summary: Some(format!("{associated}/{}", instances.len())),
+        instances,
+        conditions,
+    };
+    Outcome {
+        status,
+        actions,
+        next: v.next,
+        reason: v.reason,
+        message: v.message,
+        needs_user: v.needs_user,
+        deleted,
+    }
+}
+
+/// A condition that keeps its `lastTransitionTime` while its status holds.
+fn condition(
+    previous: Option<&InstanceProfileBindingStatus>,
+    generation: Option<i64>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = previous
+        .and_then(|p| p.condition(type_))
+        .filter(|c| c.status == status)
+        .map_or_else(now_rfc3339, |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::{AssociationState, RunState};
+    use crate::crd::{InstanceProfileBindingSpec, InstanceSelector};
+    use crate::reconcile::decide::tests::{assoc, desired, profile, selected};
+
+    fn input(previous: Option<InstanceProfileBindingStatus>) -> BindingInput {
+        BindingInput {
+            key: desired().key,
+            uid: None,
+            generation: Some(3),
+            spec: InstanceProfileBindingSpec {
+                role: "web-app".into(),
+                instance_profile: None,
+                instances: InstanceSelector { ids: vec!["i-1".into()], ..InstanceSelector::default() },
+                replace_foreign_associations: false,
+                deletion_policy: crate::crd::DeletionPolicy::Delete,
+            },
+            previous,
+        }
+    }
+
+    #[test]
+    fn converged_binding_is_ready_and_transition_times_are_stable() {
+        let d = desired();
+        let p = profile(&d, &["web-app"], None);
+        let a = assoc("i-1", &p.arn, &p.id, AssociationState::Associated);
+        let o = Observed { profile: Some(p), selected: vec![selected("i-1", RunState::Running, Some(a))], ..Observed::default() };
+        let mut previous = outcome(&input(None), &d, &o, &Decision::default(), vec![], None, false).status;
+        assert!(previous.is_ready());
+        assert_eq!(previous.observed_generation, Some(3));
+        assert_eq!(previous.instance_summary.as_deref(), Some("1/1"));
+        for c in &mut previous.conditions {
+            c.last_transition_time = "2020-01-01T00:00:00Z".into();
+        }
+        let again = outcome(&input(Some(previous)), &d, &o, &Decision::default(), vec![], None, false);
+        assert!(again.status.conditions.iter().all(|c| c.last_transition_time == "2020-01-01T00:00:00Z"));
+        assert_eq!(again.next, Next::Resync);
+    }
+
+    #[test]
+    fn propagation_is_pending_not_failed() {
+        let d = desired();
+        let e = crate::aws::AwsError {
+            kind: ErrorKind::PropagationPending,
+            service: "ec2",
+            action: "AssociateIamInstanceProfile",
+            code: "InvalidParameterValue".into(),
+            message: "Invalid IAM Instance Profile name".into(),
+        };
+        let o = Observed { profile: Some(profile(&d, &["web-app"], None)), ..Observed::default() };
+        let out = outcome(&input(None), &d, &o, &Decision::default(), vec![], Some(Failure::Aws(e)), false);
+        assert!(!out.ready());
+        assert_eq!(out.reason, "PropagationPending");
+        assert!(!out.needs_user);
+        assert_eq!(out.next, Next::Backoff(BackoffClass::Propagation));
+        assert_eq!(out.status.condition("Ready").map(|c| c.reason.as_str()), Some("PropagationPending"));
+    }
+}
