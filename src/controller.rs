@@ -1,11 +1,483 @@
-//! The `run` controller.
+//! The `run` controller: a kube-runtime `Controller` over bindings driving the
+//! same pipeline as file mode, with a shared AWS snapshot, finalizer, status by
+//! server-side apply, events, per-binding backoff, resync and leader election.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::aws::AwsError;
 use crate::cli::{GlobalArgs, RunArgs};
+use crate::crd::{API_VERSION, DeletionPolicy, FINALIZER, InstanceProfileBinding, InstanceProfileBindingStatus};
+use crate::leader::LeaderElector;
+use crate::metrics::Metrics;
+use crate::naming::BindingKey;
+use crate::reconcile::{Backoffs, BindingInput, Engine, Next, Outcome, Snapshot};
+use crate::server::{self, ServerState};
 
-/// Runs the controller until SIGTERM.
+/// The one field manager of the status.
+pub const FIELD_MANAGER: &str = "instance-profile-controller";
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading AWS: {0}")]
+    Aws(#[from] AwsError),
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("binding has no namespace or name")]
+    Unnamed,
+    /// Deletion is under way or blocked; the finalizer stays.
+    #[error("cleanup not finished: {reason}: {message}")]
+    CleanupPending { reason: String, message: String, next: Next },
+}
+
+impl Error {
+    /// The reason label for metrics.
+    #[must_use]
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Aws(e) => e.kind.reason().to_string(),
+            Self::Kube(_) => "KubeError".into(),
+            Self::Unnamed => "Unnamed".into(),
+            Self::CleanupPending { reason, .. } => reason.clone(),
+        }
+    }
+}
+
+/// One shared, coalesced snapshot of AWS: bindings reconciling together wait
+/// for one refresh instead of each reading AWS.
+pub struct SnapshotCache {
+    current: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    max_age: Duration,
+}
+
+impl SnapshotCache {
+    #[must_use]
+    pub fn new(max_age: Duration) -> Self {
+        Self { current: tokio::sync::Mutex::new(None), max_age }
+    }
+
+    /// A snapshot taken after `fresher_than` (when given) and younger than the max age.
+    ///
+    /// # Errors
+    /// AWS errors of the refresh.
+    pub async fn get(
+        &self,
+        engine: &Engine,
+        store: &Store<InstanceProfileBinding>,
+        fresher_than: Option<Instant>,
+    ) -> Result<Arc<Snapshot>, AwsError> {
+        // Holding the lock while refreshing makes concurrent callers share one refresh.
+        let mut guard = self.current.lock().await;
+        if let Some(s) = guard.as_ref()
+            && s.taken_at.elapsed() < self.max_age
+            && fresher_than.is_none_or(|t| s.taken_at >= t)
+        {
+            return Ok(s.clone());
+        }
+        let bindings = store.state();
+        let paths = engine.snapshot_paths(bindings.iter().map(|b| &b.spec));
+        let fresh = Arc::new(Snapshot::take(&engine.aws, &paths).await?);
+        *guard = Some(fresh.clone());
+        Ok(fresh)
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub engine: Engine,
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub snapshots: SnapshotCache,
+    pub store: Store<InstanceProfileBinding>,
+    backoffs: Mutex<Backoffs>,
+    last_write: Mutex<HashMap<String, Instant>>,
+}
+
+impl Context {
+    #[must_use]
+    pub fn new(
+        engine: Engine,
+        client: Client,
+        metrics: Arc<Metrics>,
+        store: Store<InstanceProfileBinding>,
+        snapshot_max_age: Duration,
+        reporter_instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: reporter_instance };
+        Self {
+            engine,
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            snapshots: SnapshotCache::new(snapshot_max_age),
+            store,
+            backoffs: Mutex::new(Backoffs::default()),
+            last_write: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn last_write(&self, key: &str) -> Option<Instant> {
+        self.last_write.lock().ok().and_then(|m| m.get(key).copied())
+    }
+
+    fn wrote(&self, key: &str) {
+        if let Ok(mut m) = self.last_write.lock() {
+            m.insert(key.to_string(), Instant::now());
+        }
+    }
+
+    fn requeue(&self, key: &str, next: Next) -> Action {
+        let delay = self.backoffs.lock().ok().and_then(|mut b| b.next(key, next));
+        delay.map_or_else(Action::await_change, Action::requeue)
+    }
+
+    async fn publish(&self, b: &InstanceProfileBinding, type_: EventType, reason: &str, note: String) {
+        let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&ev, &b.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    }
+
+    /// Normal events for actions taken, a Warning when the Ready reason turns bad.
+    async fn report_events(&self, b: &InstanceProfileBinding, outcome: &Outcome) {
+        for a in &outcome.actions {
+            self.publish(b, EventType::Normal, a.reason, a.message.clone()).await;
+        }
+        let previous = b.status.as_ref().and_then(|s| s.condition("Ready")).map(|c| (c.reason.clone(), c.message.clone()));
+        let changed = previous.as_ref().is_none_or(|(r, m)| r != &outcome.reason || m != &outcome.message);
+        if !outcome.ready() && changed && outcome.reason != "Reconciling" {
+            let type_ = if outcome.reason == "PropagationPending" { EventType::Normal } else { EventType::Warning };
+            self.publish(b, type_, &outcome.reason, outcome.message.clone()).await;
+        }
+    }
+
+    async fn patch_status(&self, b: &InstanceProfileBinding, status: &InstanceProfileBindingStatus) -> Result<(), Error> {
+        let (Some(ns), Some(name)) = (b.metadata.namespace.as_deref(), b.metadata.name.as_deref()) else {
+            return Err(Error::Unnamed);
+        };
+        let api: Api<InstanceProfileBinding> = Api::namespaced(self.client.clone(), ns);
+        let body = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": "InstanceProfileBinding",
+            "status": status,
+        });
+        api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+        Ok(())
+    }
+}
+
+fn input(b: &InstanceProfileBinding) -> Result<BindingInput, Error> {
+    let key = BindingKey {
+        namespace: b.metadata.namespace.clone().ok_or(Error::Unnamed)?,
+        name: b.metadata.name.clone().ok_or(Error::Unnamed)?,
+    };
+    Ok(BindingInput {
+        key,
+        uid: b.metadata.uid.clone(),
+        generation: b.metadata.generation,
+        spec: b.spec.clone(),
+        previous: b.status.clone(),
+    })
+}
+
+async fn apply(b: Arc<InstanceProfileBinding>, ctx: &Context, started: Instant) -> Result<Action, Error> {
+    let input = input(&b)?;
+    let key = input.key.to_string();
+    // A spec the controller has not seen yet gets a snapshot from after it
+    // arrived; a binding that just wrote reads what it wrote.
+    let spec_changed = b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
+    let fresher_than = [ctx.last_write(&key), spec_changed.then_some(started)].into_iter().flatten().max();
+    let snapshot = ctx.snapshots.get(&ctx.engine, &ctx.store, fresher_than).await?;
+    let outcome = ctx.engine.reconcile(&input, &snapshot, false).await;
+    if !outcome.actions.is_empty() {
+        ctx.wrote(&key);
+    }
+    ctx.report_events(&b, &outcome).await;
+    ctx.patch_status(&b, &outcome.status).await?;
+    ctx.metrics.set_binding_reason(&key, Some(&outcome.reason));
+    Ok(ctx.requeue(&key, outcome.next))
+}
+
+async fn cleanup(b: Arc<InstanceProfileBinding>, ctx: &Context, started: Instant) -> Result<Action, Error> {
+    let input = input(&b)?;
+    let key = input.key.to_string();
+    if input.spec.deletion_policy == DeletionPolicy::Retain {
+        ctx.publish(&b, EventType::Normal, "Retained", "deletionPolicy Retain: instance profile and associations left in AWS".into())
+            .await;
+        forget(ctx, &key);
+        return Ok(Action::await_change());
+    }
+    let snapshot = ctx.snapshots.get(&ctx.engine, &ctx.store, Some(started)).await?;
+    let outcome = ctx.engine.cleanup(&input, &snapshot, false).await;
+    if !outcome.actions.is_empty() {
+        ctx.wrote(&key);
+    }
+    ctx.report_events(&b, &outcome).await;
+    // A profile we cannot prove ours is never touched, and does not hold the binding.
+    if outcome.deleted || outcome.reason == "ForeignProfileExists" {
+        forget(ctx, &key);
+        return Ok(Action::await_change());
+    }
+    ctx.patch_status(&b, &outcome.status).await?;
+    Err(Error::CleanupPending { reason: outcome.reason, message: outcome.message, next: outcome.next })
+}
+
+fn forget(ctx: &Context, key: &str) {
+    ctx.metrics.set_binding_reason(key, None);
+    if let Ok(mut b) = ctx.backoffs.lock() {
+        b.forget(key);
+    }
+    if let Ok(mut m) = ctx.last_write.lock() {
+        m.remove(key);
+    }
+}
+
+/// One reconcile: finalizer first, then apply or cleanup.
 ///
 /// # Errors
-/// Start-up failures.
-pub async fn run(_global: &GlobalArgs, _args: &RunArgs) -> crate::Result<()> {
-    Err(crate::Error::Config("run: not built yet".into()))
+/// Errors go to [`error_policy`], which requeues with backoff.
+pub async fn reconcile(b: Arc<InstanceProfileBinding>, ctx: Arc<Context>) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
+    let started = Instant::now();
+    let ns = b.metadata.namespace.clone().unwrap_or_default();
+    let span = tracing::info_span!("reconcile", namespace = %ns, name = %b.name_any());
+    let api: Api<InstanceProfileBinding> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, b, |event| async {
+        match event {
+            FinalizerEvent::Apply(b) => apply(b, &ctx, started).await,
+            FinalizerEvent::Cleanup(b) => cleanup(b, &ctx, started).await,
+        }
+    })
+    .instrument(span)
+    .await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    let label = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e)) => e.reason(),
+        Err(_) => "FinalizerError".to_string(),
+    };
+    ctx.metrics.reconciles.get_or_create(&crate::metrics::ResultLabels { result: label }).inc();
+    result
+}
+
+/// Requeue after a failed reconcile, with the binding's backoff.
+#[must_use]
+pub fn error_policy(b: Arc<InstanceProfileBinding>, err: &kube::runtime::finalizer::Error<Error>, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", b.metadata.namespace.as_deref().unwrap_or_default(), b.name_any());
+    let next = match err {
+        kube::runtime::finalizer::Error::ApplyFailed(Error::CleanupPending { next, .. })
+        | kube::runtime::finalizer::Error::CleanupFailed(Error::CleanupPending { next, .. }) => {
+            tracing::info!(binding = %key, "{err}");
+            *next
+        }
+        other => {
+            tracing::warn!(binding = %key, error = %other, "reconcile failed");
+            Next::Backoff(crate::reconcile::BackoffClass::Transient)
+        }
+    };
+    let next = if next == Next::Resync { Next::Soon } else { next };
+    ctx.requeue(&key, next)
+}
+
+fn identity() -> String {
+    std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+        format!("{}-{}", if host.is_empty() { "instance-profile-controller" } else { &host }, std::process::id())
+    })
+}
+
+fn lease_namespace(args: &RunArgs) -> String {
+    args.lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok().map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "default".into())
+}
+
+async fn shutdown_signal(tx: watch::Sender<bool>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight reconciles");
+    let _ = tx.send(true);
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the controller until SIGTERM (or lost leadership).
+///
+/// # Errors
+/// Start-up failures with a message saying what to do.
+pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
+    let config = global.engine_config()?;
+    let metrics = Arc::new(Metrics::new());
+    let client = Client::try_default().await.map_err(|e| {
+        crate::Error::Kube(format!(
+            "cannot load a kubeconfig or in-cluster configuration ({e}); set KUBECONFIG or run inside a cluster"
+        ))
+    })?;
+    let bindings: Api<InstanceProfileBinding> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    if let Err(e) = bindings.list(&ListParams::default().limit(1)).await {
+        return Err(crate::Error::Kube(match e {
+            kube::Error::Api(ae) if ae.code == 404 => "the InstanceProfileBinding CRD is not installed: run `instance-profile-controller crd | kubectl apply -f -` or install the Helm chart".to_string(),
+            other => format!("cannot list InstanceProfileBindings: {other}"),
+        }));
+    }
+    let aws = global.connect(metrics.clone()).await;
+    aws.check_credentials().await.map_err(|e| {
+        crate::Error::Config(format!(
+            "no AWS credentials: {e}; configure IRSA, EKS Pod Identity, AWS_* environment variables or a profile"
+        ))
+    })?;
+    let engine = Engine::new(aws, config);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    server::serve(args.metrics_addr, ServerState { metrics: metrics.clone(), ready: ready.clone() })
+        .await
+        .map_err(|e| crate::Error::Config(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(shutdown_signal(shutdown_tx.clone()));
+    if args.no_leader_election {
+        tracing::warn!("running without leader election: only one replica may run");
+    }
+
+    let identity = identity();
+    let elector = (!args.no_leader_election)
+        .then(|| Arc::new(LeaderElector::new(client.clone(), &lease_namespace(args), &args.lease_name, &identity, args.lease_duration)));
+    // A standby replica is healthy and ready; it just does not reconcile.
+    ready.store(true, Ordering::Relaxed);
+    let lost = Arc::new(AtomicBool::new(false));
+    if let Some(elector) = &elector {
+        tracing::info!(identity = %identity, lease = %args.lease_name, "waiting for leadership");
+        loop {
+            if *shutdown_rx.borrow() {
+                return Ok(());
+            }
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(elector.retry_period()) => {},
+                () = wait_for(shutdown_rx.clone()) => return Ok(()),
+            }
+        }
+        tracing::info!(identity = %identity, "became leader");
+        metrics.leader.set(1);
+        let (elector, tx, lost, duration) = (elector.clone(), shutdown_tx.clone(), lost.clone(), args.lease_duration);
+        let mut rx = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut last_ok = Instant::now();
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(elector.retry_period()) => {},
+                    _ = rx.changed() => return,
+                }
+                match elector.try_acquire_or_renew().await {
+                    Ok(true) => last_ok = Instant::now(),
+                    Ok(false) => {
+                        tracing::error!("leadership lost to another replica; stopping");
+                        lost.store(true, Ordering::Relaxed);
+                        let _ = tx.send(true);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew the lease");
+                        if last_ok.elapsed() > duration {
+                            lost.store(true, Ordering::Relaxed);
+                            let _ = tx.send(true);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    let controller = Controller::new(bindings, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(global.concurrency));
+    let store = controller.store();
+    let resync = args.resync_interval.max(Duration::from_secs(1));
+    let ticks = futures::stream::unfold(tokio::time::interval_at(Instant::now() + resync, resync), |mut interval| async move {
+        interval.tick().await;
+        Some(((), interval))
+    });
+    let ctx = Arc::new(Context::new(
+        engine,
+        client.clone(),
+        metrics.clone(),
+        store,
+        (resync / 2).min(Duration::from_secs(60)),
+        Some(identity.clone()),
+    ));
+    tracing::info!(
+        namespace = args.namespace.as_deref().unwrap_or("(all)"),
+        cluster_id = %ctx.engine.config.cluster_id,
+        "controller started"
+    );
+    controller
+        .reconcile_all_on(ticks)
+        .graceful_shutdown_on(wait_for(shutdown_rx.clone()))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+    metrics.leader.set(0);
+    if let Some(elector) = &elector
+        && !lost.load(Ordering::Relaxed)
+    {
+        if let Err(e) = elector.release().await {
+            tracing::warn!(error = %e, "cannot release the lease");
+        } else {
+            tracing::info!("lease released");
+        }
+    }
+    if lost.load(Ordering::Relaxed) {
+        return Err(crate::Error::Kube("leadership lost; exiting so a fresh start can rejoin the election".into()));
+    }
+    Ok(())
 }

@@ -194,12 +194,6 @@ impl InstanceProfileBindingStatus {
 /// # Errors
 /// Only if YAML serialization fails, which it does not for these types.
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
-    let mut out = String::new();
-    for crd in [InstanceProfileBinding::crd()] {
-        if !out.is_empty() {
-            out.push_str("---\n");
-        }
-        out.push_str(&serde_norway::to_string(&crd)?);
-    }
-    Ok(out)
+    let docs = [serde_norway::to_string(&InstanceProfileBinding::crd())?];
+    Ok(docs.join("---\n"))
 }

@@ -1,7 +1,7 @@
 //! `plan` and `apply`: the reconcile pipeline driven from files instead of a
 //! cluster. One bulk snapshot per round serves every binding.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
 use crate::files::FileBinding;
 use crate::naming::{self, BindingKey};
-use crate::reconcile::{ActionRecord, BackoffClass, BindingInput, Engine, Next, Outcome, Snapshot};
+use crate::reconcile::{ActionRecord, Backoffs, BindingInput, Engine, Next, Outcome, Snapshot};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -168,7 +168,7 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
     let mut outcomes: Vec<Option<Outcome>> = vec![None; work.len()];
     let mut due: Vec<Instant> = vec![Instant::now(); work.len()];
     let mut done: Vec<bool> = vec![false; work.len()];
-    let mut backoffs: HashMap<usize, (BackoffClass, Duration)> = HashMap::new();
+    let mut backoffs = Backoffs::default();
     let mut pruned_listed = !opts.prune;
     let mut snapshot_failures = 0u32;
     loop {
@@ -211,7 +211,16 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
             if finished {
                 done[i] = true;
             } else {
-                due[i] = Instant::now() + next_delay(&mut backoffs, i, o.next);
+                // Transitions are looked at again within a second; failures back off.
+                let key = w_key(&work[i]);
+                let delay = match o.next {
+                    Next::Backoff(_) => backoffs.next(&key, o.next).unwrap_or(Duration::from_secs(1)),
+                    Next::Resync | Next::Soon => {
+                        backoffs.forget(&key);
+                        Duration::from_millis(750)
+                    }
+                };
+                due[i] = Instant::now() + delay;
                 tracing::info!(binding = %work[i].input.key, reason = %o.reason, "{}", o.message);
             }
             outcomes[i] = Some(o);
@@ -261,30 +270,8 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
     Ok(i32::from(failed > 0))
 }
 
-/// The next delay for a binding that is not done: capped, jittered exponential
-/// per backoff class; transitions (`Soon`) are looked at again within a second.
-fn next_delay(backoffs: &mut HashMap<usize, (BackoffClass, Duration)>, i: usize, next: Next) -> Duration {
-    match next {
-        Next::Resync | Next::Soon => {
-            backoffs.remove(&i);
-            Duration::from_millis(750)
-        }
-        Next::Backoff(class) => {
-            let (first, cap) = class.bounds();
-            let entry = backoffs.entry(i).or_insert((class, Duration::ZERO));
-            let base = if entry.0 == class && !entry.1.is_zero() { (entry.1 * 2).min(cap) } else { first };
-            *entry = (class, base);
-            jitter(base)
-        }
-    }
-}
-
-/// ±20 % so that many bindings retrying together spread out.
-#[must_use]
-pub fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
-    let factor = 0.8 + 0.4 * (f64::from(nanos % 1000) / 1000.0);
-    d.mul_f64(factor)
+fn w_key(w: &Work) -> String {
+    format!("{}{}", if w.prune { "prune:" } else { "" }, w.input.key)
 }
 
 fn plural(n: usize) -> &'static str {

@@ -69,7 +69,11 @@ async fn file_mode(
     use instance_profile_controller::Error;
     let config = global.engine_config()?;
     let bindings = files::load(&args.files).map_err(|errors| Error::Input(errors.join("\n")))?;
-    let engine = Engine::new(global.connect(Arc::new(Metrics::new())).await, config);
+    let aws = global.connect(Arc::new(Metrics::new())).await;
+    aws.check_credentials().await.map_err(|e| {
+        Error::Config(format!("no AWS credentials: {e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or run where IRSA/Pod Identity/an instance role provides them"))
+    })?;
+    let engine = Engine::new(aws, config);
     let opts = FileModeOptions {
         prune: args.prune,
         timeout: timeout.unwrap_or_default(),

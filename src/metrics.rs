@@ -55,11 +55,11 @@ impl Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
         let reconcile_duration =
-            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter());
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_duration.clone());
         let bindings_by_reason = Family::<ReasonLabels, Gauge>::default();
         registry.register("bindings", "Bindings by Ready reason", bindings_by_reason.clone());
-        let propagation_wait = Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0].into_iter());
+        let propagation_wait = Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0]);
         registry.register(
             "propagation_wait_seconds",
             "Time from profile creation until EC2 accepted it",

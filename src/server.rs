@@ -18,7 +18,6 @@ pub struct ServerState {
     pub ready: Arc<AtomicBool>,
 }
 
-#[must_use]
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -141,9 +141,11 @@ pub struct AwsSettings {
 }
 
 /// Calls made by this process: (service, action) → (ok, failed).
+type CallCounts = BTreeMap<(&'static str, &'static str), (u64, u64)>;
+
 #[derive(Default)]
 pub struct CallLog {
-    counts: Mutex<BTreeMap<(&'static str, &'static str), (u64, u64)>>,
+    counts: Mutex<CallCounts>,
 }
 
 impl CallLog {
@@ -203,6 +205,7 @@ pub struct Aws {
     limiter: Arc<RateLimiter>,
     pub calls: Arc<CallLog>,
     metrics: Arc<Metrics>,
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl Aws {
@@ -210,8 +213,10 @@ impl Aws {
     pub async fn connect(settings: &AwsSettings, metrics: Arc<Metrics>) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
-                // Adaptive: the SDK's own client-side rate limiting kicks in on throttling errors.
-                RetryConfig::adaptive()
+                // Standard mode: jittered exponential retries of throttling, 5xx and
+                // dropped connections. The slow-down after throttling is our
+                // limiter's (SDK adaptive mode stalls for seconds at low request rates).
+                RetryConfig::standard()
                     .with_max_attempts(settings.max_attempts.unwrap_or(4))
                     .with_initial_backoff(Duration::from_millis(200))
                     .with_max_backoff(Duration::from_secs(10)),
@@ -246,7 +251,18 @@ impl Aws {
             limiter: Arc::new(RateLimiter::new(limits)),
             calls: Arc::new(CallLog::default()),
             metrics,
+            credentials: conf.credentials_provider(),
         }
+    }
+
+    /// Resolves credentials once, so a missing chain fails at start, not at the first call.
+    ///
+    /// # Errors
+    /// The credential chain's error.
+    pub async fn check_credentials(&self) -> Result<(), String> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let Some(provider) = &self.credentials else { return Err("no credentials provider configured".into()) };
+        provider.provide_credentials().await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Runs one AWS call: rate limit, classify, count.
@@ -281,16 +297,20 @@ impl Aws {
     }
 }
 
+type CachedRole = (tokio::time::Instant, Result<RoleInfo, AwsError>);
+
 /// A short-lived cache of role lookups, so many bindings of one role cost one `GetRole`.
 pub struct RoleCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (tokio::time::Instant, Result<RoleInfo, AwsError>)>>,
+    /// Misses look up one at a time, so many bindings of one role cost one call.
+    pub(crate) lookup: tokio::sync::Mutex<()>,
+    entries: Mutex<HashMap<String, CachedRole>>,
 }
 
 impl RoleCache {
     #[must_use]
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self { ttl, lookup: tokio::sync::Mutex::new(()), entries: Mutex::new(HashMap::new()) }
     }
 
     pub fn get(&self, name: &str) -> Option<Result<RoleInfo, AwsError>> {

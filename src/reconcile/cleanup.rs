@@ -86,7 +86,9 @@ mod tests {
             decide_cleanup(&d, &o).actions,
             vec![Action::Disassociate { instance_id: "i-1".into(), association_id: a.id.clone() }]
         );
-        o.selected[0].association.as_mut().map(|a| a.state = AssociationState::Disassociating);
+        if let Some(a) = o.selected[0].association.as_mut() {
+            a.state = AssociationState::Disassociating;
+        }
         let dec = decide_cleanup(&d, &o);
         assert!(dec.actions.is_empty());
         assert_eq!(dec.waiting, vec!["i-1".to_string()]);

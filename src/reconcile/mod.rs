@@ -256,7 +256,9 @@ impl Engine {
             };
             match act::execute(&self.aws, desired, observed, &action, dry_run).await {
                 Ok(Some(record)) => {
-                    tracing::info!(binding = %b.key, reason = record.reason, "{}", record.message);
+                    if !dry_run {
+                        tracing::info!(binding = %b.key, reason = record.reason, "{}", record.message);
+                    }
                     records.push(record);
                 }
                 Ok(None) => {}
@@ -285,4 +287,71 @@ enum Mode {
 #[must_use]
 pub fn selector_of(spec: &InstanceProfileBindingSpec) -> Selector {
     Selector { ids: spec.instances.ids.iter().cloned().collect(), tags: spec.instances.tags.clone() }
+}
+
+/// Per-binding error backoff (kube-runtime has none): capped, jittered
+/// exponential per class, with no give-up; reset when a binding converges.
+#[derive(Default)]
+pub struct Backoffs {
+    entries: std::collections::HashMap<String, (BackoffClass, backon::ExponentialBackoff)>,
+}
+
+impl Backoffs {
+    /// The delay before the next look at `key`, or `None` when the periodic
+    /// resync is enough.
+    pub fn next(&mut self, key: &str, next: Next) -> Option<Duration> {
+        use backon::BackoffBuilder;
+        match next {
+            Next::Resync => {
+                self.entries.remove(key);
+                None
+            }
+            Next::Soon => {
+                self.entries.remove(key);
+                Some(Duration::from_secs(1))
+            }
+            Next::Backoff(class) => {
+                let (first, cap) = class.bounds();
+                let fresh = || {
+                    backon::ExponentialBuilder::new()
+                        .with_min_delay(first)
+                        .with_max_delay(cap)
+                        .with_factor(2.0)
+                        .with_jitter()
+                        .without_max_times()
+                        .build()
+                };
+                let entry = self.entries.entry(key.to_string()).or_insert_with(|| (class, fresh()));
+                if entry.0 != class {
+                    *entry = (class, fresh());
+                }
+                Some(entry.1.next().unwrap_or(cap).min(cap))
+            }
+        }
+    }
+
+    pub fn forget(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_resets() {
+        let mut b = Backoffs::default();
+        let first = b.next("a", Next::Backoff(BackoffClass::Propagation)).unwrap_or_default();
+        assert!(first < Duration::from_secs(1), "sub-second first retry, got {first:?}");
+        let mut last = first;
+        for _ in 0..20 {
+            last = b.next("a", Next::Backoff(BackoffClass::Propagation)).unwrap_or_default();
+        }
+        assert!(last <= BackoffClass::Propagation.bounds().1);
+        assert!(last >= Duration::from_secs(5), "grew to {last:?}");
+        assert_eq!(b.next("a", Next::Resync), None);
+        let again = b.next("a", Next::Backoff(BackoffClass::Slow)).unwrap_or_default();
+        assert!(again >= BackoffClass::Slow.bounds().0);
+    }
 }

@@ -24,6 +24,10 @@ pub fn near_match<'a>(wanted: &str, names: &'a [String]) -> Option<&'a str> {
 /// Looks the role up (through the cache) and checks it can serve EC2.
 pub(crate) async fn resolve_role(aws: &Aws, cache: &RoleCache, spec_role: &str) -> Result<RoleInfo, Failure> {
     let name = role_name(spec_role);
+    let _guard = match cache.get(name) {
+        Some(_) => None,
+        None => Some(cache.lookup.lock().await),
+    };
     let found = match cache.get(name) {
         Some(cached) => cached,
         None => {
