@@ -197,3 +197,31 @@ pub fn crds_yaml() -> Result<String, serde_norway::Error> {
     let docs = [serde_norway::to_string(&InstanceProfileBinding::crd())?];
     Ok(docs.join("---\n"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crd_matches_the_generated_one() {
+        let committed = include_str!("../crds/instanceprofilebinding.yaml");
+        let generated = crds_yaml().unwrap_or_default();
+        assert!(
+            committed == generated,
+            "crds/instanceprofilebinding.yaml is stale: run `cargo run -- crd > crds/instanceprofilebinding.yaml && cp crds/instanceprofilebinding.yaml charts/instance-profile-controller/crds/`"
+        );
+    }
+
+    #[test]
+    fn crd_has_the_spec_shape() {
+        let crd = InstanceProfileBinding::crd();
+        assert_eq!(crd.spec.group, GROUP);
+        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["ipb".to_string()][..]));
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, VERSION);
+        assert!(v.subresources.as_ref().is_some_and(|s| s.status.is_some()));
+        let cols: Vec<&str> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert_eq!(cols, ["Role", "Profile", "Instances", "Ready", "Reason", "Age"]);
+    }
+}

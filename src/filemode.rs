@@ -166,6 +166,8 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
     let deadline = Instant::now() + opts.timeout;
     let mut work = inputs(bindings);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; work.len()];
+    // Changes made in every round, for the report.
+    let mut made: Vec<Vec<ActionRecord>> = vec![Vec::new(); work.len()];
     let mut due: Vec<Instant> = vec![Instant::now(); work.len()];
     let mut done: Vec<bool> = vec![false; work.len()];
     let mut backoffs = Backoffs::default();
@@ -191,6 +193,7 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
             for t in targets {
                 work.push(t);
                 outcomes.push(None);
+                made.push(Vec::new());
                 due.push(Instant::now());
                 done.push(false);
             }
@@ -223,6 +226,7 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
                 due[i] = Instant::now() + delay;
                 tracing::info!(binding = %work[i].input.key, reason = %o.reason, "{}", o.message);
             }
+            made[i].extend(o.actions.iter().cloned());
             outcomes[i] = Some(o);
         }
         if done.iter().all(|d| *d) {
@@ -234,7 +238,11 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
         }
         tokio::time::sleep_until(next).await;
     }
-    let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+    let outcomes: Vec<Outcome> = outcomes
+        .into_iter()
+        .zip(made)
+        .filter_map(|(o, made)| o.map(|o| Outcome { actions: made, ..o }))
+        .collect();
     let mut failed = 0;
     let mut text = String::new();
     for (i, (w, o)) in work.iter().zip(&outcomes).enumerate() {

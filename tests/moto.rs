@@ -352,3 +352,21 @@ async fn bad_input_is_rejected_before_any_aws_call() {
     assert_eq!(r.code, 1, "a usage error must not look like 'changes' (2): {r:?}");
     assert!(aws.calls().is_empty(), "bad input made AWS calls: {:?}", aws.calls());
 }
+
+#[tokio::test]
+async fn examples_apply_as_they_are() {
+    require_moto!();
+    let aws = Aws::start().await;
+    aws.create_role("web-app", common::TRUST_EC2).await;
+    aws.create_role("batch-worker", common::TRUST_EC2).await;
+    for tags in [("app", "web"), ("app", "batch"), ("env", "staging"), ("team", "reports")] {
+        aws.run_instances(1, &[tags]).await;
+    }
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let r = cli(&aws.endpoint(), &["apply", "-f", examples, "--timeout", "60s"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Apply: 4 of 4 bindings done."), "{r:?}");
+    let p = cli(&aws.endpoint(), &["plan", "-f", examples]);
+    assert_eq!(p.code, 0, "{p:?}");
+    assert_eq!(aws.associations().await.len(), 4);
+}
