@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use crate::aws::ratelimit::{Limit, Limits};
 use crate::aws::{Aws, AwsSettings};
+use crate::filemode::Output;
 use crate::metrics::Metrics;
 use crate::naming;
 use crate::reconcile::EngineConfig;
-use crate::filemode::Output;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,7 +47,12 @@ pub struct GlobalArgs {
     #[arg(long, env = "IPB_CLUSTER_ID", default_value = "default", global = true)]
     pub cluster_id: String,
     /// IAM path prefix; profiles live at <prefix><cluster-id>/.
-    #[arg(long, env = "IPB_PROFILE_PATH_PREFIX", default_value = "/ipb/", global = true)]
+    #[arg(
+        long,
+        env = "IPB_PROFILE_PATH_PREFIX",
+        default_value = "/ipb/",
+        global = true
+    )]
     pub profile_path_prefix: String,
     /// AWS region (else the SDK's default chain).
     #[arg(long, env = "AWS_REGION", global = true)]
@@ -59,16 +64,36 @@ pub struct GlobalArgs {
     #[arg(long, env = "IPB_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256), global = true)]
     pub concurrency: u16,
     /// Client-side rate limit of IAM reads, RATE[:BURST] per second.
-    #[arg(long, env = "IPB_RATE_LIMIT_IAM_READ", default_value = "10:20", global = true)]
+    #[arg(
+        long,
+        env = "IPB_RATE_LIMIT_IAM_READ",
+        default_value = "10:20",
+        global = true
+    )]
     pub rate_limit_iam_read: Limit,
     /// Client-side rate limit of IAM writes, RATE[:BURST] per second.
-    #[arg(long, env = "IPB_RATE_LIMIT_IAM_WRITE", default_value = "5:10", global = true)]
+    #[arg(
+        long,
+        env = "IPB_RATE_LIMIT_IAM_WRITE",
+        default_value = "5:10",
+        global = true
+    )]
     pub rate_limit_iam_write: Limit,
     /// Client-side rate limit of EC2 reads, RATE[:BURST] per second.
-    #[arg(long, env = "IPB_RATE_LIMIT_EC2_READ", default_value = "10:50", global = true)]
+    #[arg(
+        long,
+        env = "IPB_RATE_LIMIT_EC2_READ",
+        default_value = "10:50",
+        global = true
+    )]
     pub rate_limit_ec2_read: Limit,
     /// Client-side rate limit of EC2 writes, RATE[:BURST] per second.
-    #[arg(long, env = "IPB_RATE_LIMIT_EC2_WRITE", default_value = "5:20", global = true)]
+    #[arg(
+        long,
+        env = "IPB_RATE_LIMIT_EC2_WRITE",
+        default_value = "5:20",
+        global = true
+    )]
     pub rate_limit_ec2_write: Limit,
     /// How long a role lookup (GetRole) is reused.
     #[arg(long, env = "IPB_ROLE_CACHE_TTL", default_value = "60s", value_parser = parse_duration, global = true)]
@@ -86,10 +111,15 @@ impl GlobalArgs {
     /// # Errors
     /// A bad cluster id or path prefix, naming the flag.
     pub fn engine_config(&self) -> Result<EngineConfig, crate::Error> {
-        naming::validate_cluster_id(&self.cluster_id).map_err(|e| crate::Error::Config(format!("--cluster-id: {e}")))?;
+        naming::validate_cluster_id(&self.cluster_id)
+            .map_err(|e| crate::Error::Config(format!("--cluster-id: {e}")))?;
         let path_prefix = naming::normalize_path_prefix(&self.profile_path_prefix)
             .map_err(|e| crate::Error::Config(format!("--profile-path-prefix: {e}")))?;
-        Ok(EngineConfig { cluster_id: self.cluster_id.clone(), path_prefix, role_cache_ttl: self.role_cache_ttl })
+        Ok(EngineConfig {
+            cluster_id: self.cluster_id.clone(),
+            path_prefix,
+            role_cache_ttl: self.role_cache_ttl,
+        })
     }
 
     /// AWS clients from the SDK's default chain and these flags.
@@ -153,7 +183,11 @@ pub struct RunArgs {
     #[arg(long, env = "IPB_NO_LEADER_ELECTION")]
     pub no_leader_election: bool,
     /// Name of the leader-election Lease.
-    #[arg(long, env = "IPB_LEASE_NAME", default_value = "instance-profile-controller")]
+    #[arg(
+        long,
+        env = "IPB_LEASE_NAME",
+        default_value = "instance-profile-controller"
+    )]
     pub lease_name: String,
     /// Namespace of the Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "IPB_LEASE_NAMESPACE")]
@@ -179,13 +213,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
         if digits == 0 {
             return Err(bad());
         }
         let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let secs = match unit {

@@ -21,7 +21,9 @@ use tracing::Instrument;
 
 use crate::aws::AwsError;
 use crate::cli::{GlobalArgs, RunArgs};
-use crate::crd::{API_VERSION, DeletionPolicy, FINALIZER, InstanceProfileBinding, InstanceProfileBindingStatus};
+use crate::crd::{
+    API_VERSION, DeletionPolicy, FINALIZER, InstanceProfileBinding, InstanceProfileBindingStatus,
+};
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::naming::BindingKey;
@@ -42,7 +44,11 @@ pub enum Error {
     Unnamed,
     /// Deletion is under way or blocked; the finalizer stays.
     #[error("cleanup not finished: {reason}: {message}")]
-    CleanupPending { reason: String, message: String, next: Next },
+    CleanupPending {
+        reason: String,
+        message: String,
+        next: Next,
+    },
 }
 
 impl Error {
@@ -68,7 +74,10 @@ pub struct SnapshotCache {
 impl SnapshotCache {
     #[must_use]
     pub fn new(max_age: Duration) -> Self {
-        Self { current: tokio::sync::Mutex::new(None), max_age }
+        Self {
+            current: tokio::sync::Mutex::new(None),
+            max_age,
+        }
     }
 
     /// A snapshot taken after `fresher_than` (when given) and younger than the max age.
@@ -119,7 +128,10 @@ impl Context {
         snapshot_max_age: Duration,
         reporter_instance: Option<String>,
     ) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: reporter_instance };
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: reporter_instance,
+        };
         Self {
             engine,
             recorder: Recorder::new(client.clone(), reporter),
@@ -133,7 +145,10 @@ impl Context {
     }
 
     fn last_write(&self, key: &str) -> Option<Instant> {
-        self.last_write.lock().ok().and_then(|m| m.get(key).copied())
+        self.last_write
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).copied())
     }
 
     fn wrote(&self, key: &str) {
@@ -143,12 +158,28 @@ impl Context {
     }
 
     fn requeue(&self, key: &str, next: Next) -> Action {
-        let delay = self.backoffs.lock().ok().and_then(|mut b| b.next(key, next));
+        let delay = self
+            .backoffs
+            .lock()
+            .ok()
+            .and_then(|mut b| b.next(key, next));
         delay.map_or_else(Action::await_change, Action::requeue)
     }
 
-    async fn publish(&self, b: &InstanceProfileBinding, type_: EventType, reason: &str, note: String) {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+    async fn publish(
+        &self,
+        b: &InstanceProfileBinding,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&ev, &b.object_ref(&())).await {
             tracing::warn!(error = %e, "cannot publish event");
         }
@@ -157,18 +188,35 @@ impl Context {
     /// Normal events for actions taken, a Warning when the Ready reason turns bad.
     async fn report_events(&self, b: &InstanceProfileBinding, outcome: &Outcome) {
         for a in &outcome.actions {
-            self.publish(b, EventType::Normal, a.reason, a.message.clone()).await;
+            self.publish(b, EventType::Normal, a.reason, a.message.clone())
+                .await;
         }
-        let previous = b.status.as_ref().and_then(|s| s.condition("Ready")).map(|c| (c.reason.clone(), c.message.clone()));
-        let changed = previous.as_ref().is_none_or(|(r, m)| r != &outcome.reason || m != &outcome.message);
+        let previous = b
+            .status
+            .as_ref()
+            .and_then(|s| s.condition("Ready"))
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        let changed = previous
+            .as_ref()
+            .is_none_or(|(r, m)| r != &outcome.reason || m != &outcome.message);
         if !outcome.ready() && changed && outcome.reason != "Reconciling" {
-            let type_ = if outcome.reason == "PropagationPending" { EventType::Normal } else { EventType::Warning };
-            self.publish(b, type_, &outcome.reason, outcome.message.clone()).await;
+            let type_ = if outcome.reason == "PropagationPending" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            self.publish(b, type_, &outcome.reason, outcome.message.clone())
+                .await;
         }
     }
 
-    async fn patch_status(&self, b: &InstanceProfileBinding, status: &InstanceProfileBindingStatus) -> Result<(), Error> {
-        let (Some(ns), Some(name)) = (b.metadata.namespace.as_deref(), b.metadata.name.as_deref()) else {
+    async fn patch_status(
+        &self,
+        b: &InstanceProfileBinding,
+        status: &InstanceProfileBindingStatus,
+    ) -> Result<(), Error> {
+        let (Some(ns), Some(name)) = (b.metadata.namespace.as_deref(), b.metadata.name.as_deref())
+        else {
             return Err(Error::Unnamed);
         };
         let api: Api<InstanceProfileBinding> = Api::namespaced(self.client.clone(), ns);
@@ -177,7 +225,12 @@ impl Context {
             "kind": "InstanceProfileBinding",
             "status": status,
         });
-        api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -196,14 +249,25 @@ fn input(b: &InstanceProfileBinding) -> Result<BindingInput, Error> {
     })
 }
 
-async fn apply(b: Arc<InstanceProfileBinding>, ctx: &Context, started: Instant) -> Result<Action, Error> {
+async fn apply(
+    b: Arc<InstanceProfileBinding>,
+    ctx: &Context,
+    started: Instant,
+) -> Result<Action, Error> {
     let input = input(&b)?;
     let key = input.key.to_string();
     // A spec the controller has not seen yet gets a snapshot from after it
     // arrived; a binding that just wrote reads what it wrote.
-    let spec_changed = b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
-    let fresher_than = [ctx.last_write(&key), spec_changed.then_some(started)].into_iter().flatten().max();
-    let snapshot = ctx.snapshots.get(&ctx.engine, &ctx.store, fresher_than).await?;
+    let spec_changed =
+        b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
+    let fresher_than = [ctx.last_write(&key), spec_changed.then_some(started)]
+        .into_iter()
+        .flatten()
+        .max();
+    let snapshot = ctx
+        .snapshots
+        .get(&ctx.engine, &ctx.store, fresher_than)
+        .await?;
     let outcome = ctx.engine.reconcile(&input, &snapshot, false).await;
     if !outcome.actions.is_empty() {
         ctx.wrote(&key);
@@ -214,16 +278,28 @@ async fn apply(b: Arc<InstanceProfileBinding>, ctx: &Context, started: Instant) 
     Ok(ctx.requeue(&key, outcome.next))
 }
 
-async fn cleanup(b: Arc<InstanceProfileBinding>, ctx: &Context, started: Instant) -> Result<Action, Error> {
+async fn cleanup(
+    b: Arc<InstanceProfileBinding>,
+    ctx: &Context,
+    started: Instant,
+) -> Result<Action, Error> {
     let input = input(&b)?;
     let key = input.key.to_string();
     if input.spec.deletion_policy == DeletionPolicy::Retain {
-        ctx.publish(&b, EventType::Normal, "Retained", "deletionPolicy Retain: instance profile and associations left in AWS".into())
-            .await;
+        ctx.publish(
+            &b,
+            EventType::Normal,
+            "Retained",
+            "deletionPolicy Retain: instance profile and associations left in AWS".into(),
+        )
+        .await;
         forget(ctx, &key);
         return Ok(Action::await_change());
     }
-    let snapshot = ctx.snapshots.get(&ctx.engine, &ctx.store, Some(started)).await?;
+    let snapshot = ctx
+        .snapshots
+        .get(&ctx.engine, &ctx.store, Some(started))
+        .await?;
     let outcome = ctx.engine.cleanup(&input, &snapshot, false).await;
     if !outcome.actions.is_empty() {
         ctx.wrote(&key);
@@ -235,7 +311,11 @@ async fn cleanup(b: Arc<InstanceProfileBinding>, ctx: &Context, started: Instant
         return Ok(Action::await_change());
     }
     ctx.patch_status(&b, &outcome.status).await?;
-    Err(Error::CleanupPending { reason: outcome.reason, message: outcome.message, next: outcome.next })
+    Err(Error::CleanupPending {
+        reason: outcome.reason,
+        message: outcome.message,
+        next: outcome.next,
+    })
 }
 
 fn forget(ctx: &Context, key: &str) {
@@ -252,7 +332,10 @@ fn forget(ctx: &Context, key: &str) {
 ///
 /// # Errors
 /// Errors go to [`error_policy`], which requeues with backoff.
-pub async fn reconcile(b: Arc<InstanceProfileBinding>, ctx: Arc<Context>) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
+pub async fn reconcile(
+    b: Arc<InstanceProfileBinding>,
+    ctx: Arc<Context>,
+) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
     let started = Instant::now();
     let ns = b.metadata.namespace.clone().unwrap_or_default();
     let span = tracing::info_span!("reconcile", namespace = %ns, name = %b.name_any());
@@ -265,20 +348,36 @@ pub async fn reconcile(b: Arc<InstanceProfileBinding>, ctx: Arc<Context>) -> Res
     })
     .instrument(span)
     .await;
-    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
     let label = match &result {
         Ok(_) => "ok".to_string(),
-        Err(kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e)) => e.reason(),
+        Err(
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e),
+        ) => e.reason(),
         Err(_) => "FinalizerError".to_string(),
     };
-    ctx.metrics.reconciles.get_or_create(&crate::metrics::ResultLabels { result: label }).inc();
+    ctx.metrics
+        .reconciles
+        .get_or_create(&crate::metrics::ResultLabels { result: label })
+        .inc();
     result
 }
 
 /// Requeue after a failed reconcile, with the binding's backoff.
 #[must_use]
-pub fn error_policy(b: Arc<InstanceProfileBinding>, err: &kube::runtime::finalizer::Error<Error>, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", b.metadata.namespace.as_deref().unwrap_or_default(), b.name_any());
+pub fn error_policy(
+    b: Arc<InstanceProfileBinding>,
+    err: &kube::runtime::finalizer::Error<Error>,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = format!(
+        "{}/{}",
+        b.metadata.namespace.as_deref().unwrap_or_default(),
+        b.name_any()
+    );
     let next = match err {
         kube::runtime::finalizer::Error::ApplyFailed(Error::CleanupPending { next, .. })
         | kube::runtime::finalizer::Error::CleanupFailed(Error::CleanupPending { next, .. }) => {
@@ -290,23 +389,46 @@ pub fn error_policy(b: Arc<InstanceProfileBinding>, err: &kube::runtime::finaliz
             Next::Backoff(crate::reconcile::BackoffClass::Transient)
         }
     };
-    let next = if next == Next::Resync { Next::Soon } else { next };
+    let next = if next == Next::Resync {
+        Next::Soon
+    } else {
+        next
+    };
     ctx.requeue(&key, next)
 }
 
 fn identity() -> String {
-    std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
-        format!("{}-{}", if host.is_empty() { "instance-profile-controller" } else { &host }, std::process::id())
-    })
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            format!(
+                "{}-{}",
+                if host.is_empty() {
+                    "instance-profile-controller"
+                } else {
+                    &host
+                },
+                std::process::id()
+            )
+        })
 }
 
 fn lease_namespace(args: &RunArgs) -> String {
     args.lease_namespace
         .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
         .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok().map(|s| s.trim().to_string())
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "default".into())
 }
@@ -371,9 +493,15 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
     let engine = Engine::new(aws, config);
 
     let ready = Arc::new(AtomicBool::new(false));
-    server::serve(args.metrics_addr, ServerState { metrics: metrics.clone(), ready: ready.clone() })
-        .await
-        .map_err(|e| crate::Error::Config(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
+    server::serve(
+        args.metrics_addr,
+        ServerState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+    )
+    .await
+    .map_err(|e| crate::Error::Config(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(shutdown_signal(shutdown_tx.clone()));
@@ -382,8 +510,15 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
     }
 
     let identity = identity();
-    let elector = (!args.no_leader_election)
-        .then(|| Arc::new(LeaderElector::new(client.clone(), &lease_namespace(args), &args.lease_name, &identity, args.lease_duration)));
+    let elector = (!args.no_leader_election).then(|| {
+        Arc::new(LeaderElector::new(
+            client.clone(),
+            &lease_namespace(args),
+            &args.lease_name,
+            &identity,
+            args.lease_duration,
+        ))
+    });
     // A standby replica is healthy and ready; it just does not reconcile.
     ready.store(true, Ordering::Relaxed);
     let lost = Arc::new(AtomicBool::new(false));
@@ -405,7 +540,12 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
         }
         tracing::info!(identity = %identity, "became leader");
         metrics.leader.set(1);
-        let (elector, tx, lost, duration) = (elector.clone(), shutdown_tx.clone(), lost.clone(), args.lease_duration);
+        let (elector, tx, lost, duration) = (
+            elector.clone(),
+            shutdown_tx.clone(),
+            lost.clone(),
+            args.lease_duration,
+        );
         let mut rx = shutdown_rx.clone();
         tokio::spawn(async move {
             let mut last_ok = Instant::now();
@@ -439,10 +579,13 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
         .with_config(ControllerConfig::default().concurrency(global.concurrency));
     let store = controller.store();
     let resync = args.resync_interval.max(Duration::from_secs(1));
-    let ticks = futures::stream::unfold(tokio::time::interval_at(Instant::now() + resync, resync), |mut interval| async move {
-        interval.tick().await;
-        Some(((), interval))
-    });
+    let ticks = futures::stream::unfold(
+        tokio::time::interval_at(Instant::now() + resync, resync),
+        |mut interval| async move {
+            interval.tick().await;
+            Some(((), interval))
+        },
+    );
     let ctx = Arc::new(Context::new(
         engine,
         client.clone(),
@@ -477,7 +620,9 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
         }
     }
     if lost.load(Ordering::Relaxed) {
-        return Err(crate::Error::Kube("leadership lost; exiting so a fresh start can rejoin the election".into()));
+        return Err(crate::Error::Kube(
+            "leadership lost; exiting so a fresh start can rejoin the election".into(),
+        ));
     }
     Ok(())
 }

@@ -216,12 +216,23 @@ mod tests {
     fn crd_has_the_spec_shape() {
         let crd = InstanceProfileBinding::crd();
         assert_eq!(crd.spec.group, GROUP);
-        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["ipb".to_string()][..]));
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&["ipb".to_string()][..])
+        );
         assert_eq!(crd.spec.scope, "Namespaced");
         let v = &crd.spec.versions[0];
         assert_eq!(v.name, VERSION);
         assert!(v.subresources.as_ref().is_some_and(|s| s.status.is_some()));
-        let cols: Vec<&str> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Role", "Profile", "Instances", "Ready", "Reason", "Age"]);
+        let cols: Vec<&str> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            cols,
+            ["Role", "Profile", "Instances", "Ready", "Reason", "Age"]
+        );
     }
 }

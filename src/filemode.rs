@@ -51,7 +51,12 @@ fn inputs(bindings: &[FileBinding]) -> Vec<Work> {
         .map(|fb| Work {
             input: BindingInput {
                 key: BindingKey {
-                    namespace: fb.binding.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                    namespace: fb
+                        .binding
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
                     name: fb.binding.metadata.name.clone().unwrap_or_default(),
                 },
                 uid: None,
@@ -65,16 +70,33 @@ fn inputs(bindings: &[FileBinding]) -> Vec<Work> {
 }
 
 /// Profiles under this cluster's path whose owning binding is not in the files.
-async fn prune_targets(engine: &Engine, snapshot: &Snapshot, keep: &[Work]) -> Result<Vec<Work>, crate::Error> {
-    let kept: BTreeSet<String> = keep.iter().map(|w| engine.profile_name(&w.input.key)).collect();
+async fn prune_targets(
+    engine: &Engine,
+    snapshot: &Snapshot,
+    keep: &[Work],
+) -> Result<Vec<Work>, crate::Error> {
+    let kept: BTreeSet<String> = keep
+        .iter()
+        .map(|w| engine.profile_name(&w.input.key))
+        .collect();
     let root = engine.default_path();
-    let mut names: Vec<&String> =
-        snapshot.profiles.values().filter(|p| p.path.starts_with(&root) && !kept.contains(&p.name)).map(|p| &p.name).collect();
+    let mut names: Vec<&String> = snapshot
+        .profiles
+        .values()
+        .filter(|p| p.path.starts_with(&root) && !kept.contains(&p.name))
+        .map(|p| &p.name)
+        .collect();
     names.sort();
     let mut out = Vec::new();
     for name in names {
-        let Some(profile) = engine.aws.get_profile(name).await? else { continue };
-        let Some(owner) = profile.tags.as_ref().and_then(|t| naming::owner_from_tags(t, &engine.config.cluster_id)) else {
+        let Some(profile) = engine.aws.get_profile(name).await? else {
+            continue;
+        };
+        let Some(owner) = profile
+            .tags
+            .as_ref()
+            .and_then(|t| naming::owner_from_tags(t, &engine.config.cluster_id))
+        else {
             tracing::warn!(profile = %name, "not pruning a profile whose tags do not name this cluster's binding");
             continue;
         };
@@ -89,13 +111,26 @@ async fn prune_targets(engine: &Engine, snapshot: &Snapshot, keep: &[Work]) -> R
             replace_foreign_associations: false,
             deletion_policy: DeletionPolicy::Delete,
         };
-        out.push(Work { input: BindingInput { key: owner, uid: None, generation: None, spec, previous: None }, prune: true });
+        out.push(Work {
+            input: BindingInput {
+                key: owner,
+                uid: None,
+                generation: None,
+                spec,
+                previous: None,
+            },
+            prune: true,
+        });
     }
     Ok(out)
 }
 
 async fn run_one(engine: &Engine, w: &Work, snapshot: &Snapshot, dry_run: bool) -> Outcome {
-    if w.prune { engine.cleanup(&w.input, snapshot, dry_run).await } else { engine.reconcile(&w.input, snapshot, dry_run).await }
+    if w.prune {
+        engine.cleanup(&w.input, snapshot, dry_run).await
+    } else {
+        engine.reconcile(&w.input, snapshot, dry_run).await
+    }
 }
 
 fn take_paths(engine: &Engine, work: &[Work]) -> BTreeSet<String> {
@@ -106,7 +141,11 @@ fn take_paths(engine: &Engine, work: &[Work]) -> BTreeSet<String> {
 ///
 /// # Errors
 /// AWS errors while reading the snapshot.
-pub async fn plan(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOptions) -> Result<i32, crate::Error> {
+pub async fn plan(
+    engine: &Engine,
+    bindings: &[FileBinding],
+    opts: &FileModeOptions,
+) -> Result<i32, crate::Error> {
     let mut work = inputs(bindings);
     let snapshot = Snapshot::take(&engine.aws, &take_paths(engine, &work)).await?;
     if opts.prune {
@@ -128,11 +167,19 @@ pub async fn plan(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpti
         changes += o.actions.len();
         let verb = if w.prune { "prune " } else { "" };
         if failed {
-            text.push_str(&format!("{verb}{}: error: {}: {}\n", w.input.key, o.reason, o.message));
+            text.push_str(&format!(
+                "{verb}{}: error: {}: {}\n",
+                w.input.key, o.reason, o.message
+            ));
         } else if o.actions.is_empty() {
             text.push_str(&format!("{verb}{}: no changes\n", w.input.key));
         } else {
-            text.push_str(&format!("{verb}{}: {} change{}\n", w.input.key, o.actions.len(), plural(o.actions.len())));
+            text.push_str(&format!(
+                "{verb}{}: {} change{}\n",
+                w.input.key,
+                o.actions.len(),
+                plural(o.actions.len())
+            ));
         }
         for a in &o.actions {
             text.push_str(&format!("  + {}\n", a.message));
@@ -144,7 +191,11 @@ pub async fn plan(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpti
         plural(changes),
         work.len(),
         plural(work.len()),
-        if errors > 0 { format!(", {errors} with errors") } else { String::new() }
+        if errors > 0 {
+            format!(", {errors} with errors")
+        } else {
+            String::new()
+        }
     ));
     print_report(opts.output, &text, &work, &outcomes, true);
     finish_calls(engine, opts.verbose);
@@ -162,7 +213,11 @@ pub async fn plan(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpti
 ///
 /// # Errors
 /// AWS errors that keep every round from reading a snapshot until the timeout.
-pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOptions) -> Result<i32, crate::Error> {
+pub async fn apply(
+    engine: &Engine,
+    bindings: &[FileBinding],
+    opts: &FileModeOptions,
+) -> Result<i32, crate::Error> {
     let deadline = Instant::now() + opts.timeout;
     let mut work = inputs(bindings);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; work.len()];
@@ -179,10 +234,19 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
                 snapshot_failures = 0;
                 s
             }
-            Err(e) if Instant::now() + Duration::from_secs(1) < deadline && !matches!(e.kind, crate::aws::ErrorKind::AccessDenied | crate::aws::ErrorKind::Other) => {
+            Err(e)
+                if Instant::now() + Duration::from_secs(1) < deadline
+                    && !matches!(
+                        e.kind,
+                        crate::aws::ErrorKind::AccessDenied | crate::aws::ErrorKind::Other
+                    ) =>
+            {
                 snapshot_failures += 1;
                 tracing::warn!(error = %e, "reading AWS failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(snapshot_failures.min(10)))).await;
+                tokio::time::sleep(Duration::from_millis(
+                    500 * u64::from(snapshot_failures.min(10)),
+                ))
+                .await;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -199,7 +263,9 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
             }
         }
         let now = Instant::now();
-        let ready_now: Vec<usize> = (0..work.len()).filter(|i| !done[*i] && due[*i] <= now).collect();
+        let ready_now: Vec<usize> = (0..work.len())
+            .filter(|i| !done[*i] && due[*i] <= now)
+            .collect();
         let results: Vec<(usize, Outcome)> = futures::stream::iter(ready_now)
             .map(|i| {
                 let w = &work[i];
@@ -210,14 +276,20 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
             .collect()
             .await;
         for (i, o) in results {
-            let finished = if work[i].prune { o.deleted || o.needs_user } else { o.ready() || o.needs_user };
+            let finished = if work[i].prune {
+                o.deleted || o.needs_user
+            } else {
+                o.ready() || o.needs_user
+            };
             if finished {
                 done[i] = true;
             } else {
                 // Transitions are looked at again within a second; failures back off.
                 let key = w_key(&work[i]);
                 let delay = match o.next {
-                    Next::Backoff(_) => backoffs.next(&key, o.next).unwrap_or(Duration::from_secs(1)),
+                    Next::Backoff(_) => backoffs
+                        .next(&key, o.next)
+                        .unwrap_or(Duration::from_secs(1)),
                     Next::Resync | Next::Soon => {
                         backoffs.forget(&key);
                         Duration::from_millis(750)
@@ -232,7 +304,9 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
         if done.iter().all(|d| *d) {
             break;
         }
-        let Some(next) = (0..work.len()).filter(|i| !done[*i]).map(|i| due[i]).min() else { break };
+        let Some(next) = (0..work.len()).filter(|i| !done[*i]).map(|i| due[i]).min() else {
+            break;
+        };
         if next >= deadline {
             break;
         }
@@ -258,20 +332,34 @@ pub async fn apply(engine: &Engine, bindings: &[FileBinding], opts: &FileModeOpt
             (true, true, _) => "pruned".to_string(),
             (true, false, _) => format!(
                 "Ready (profile {}, instances {})",
-                o.status.instance_profile.as_ref().map_or("?", |p| p.name.as_str()),
+                o.status
+                    .instance_profile
+                    .as_ref()
+                    .map_or("?", |p| p.name.as_str()),
                 o.status.instance_summary.as_deref().unwrap_or("0/0")
             ),
-            (false, _, true) => format!("not ready after {:?}: {}: {}", opts.timeout, o.reason, o.message),
+            (false, _, true) => format!(
+                "not ready after {:?}: {}: {}",
+                opts.timeout, o.reason, o.message
+            ),
             (false, _, false) => format!("failed: {}: {}", o.reason, o.message),
         };
-        text.push_str(&format!("{}{}: {state}\n", if w.prune { "prune " } else { "" }, w.input.key));
+        text.push_str(&format!(
+            "{}{}: {state}\n",
+            if w.prune { "prune " } else { "" },
+            w.input.key
+        ));
     }
     text.push_str(&format!(
         "Apply: {} of {} binding{} done{}.\n",
         work.len() - failed,
         work.len(),
         plural(work.len()),
-        if failed > 0 { format!(", {failed} not") } else { String::new() }
+        if failed > 0 {
+            format!(", {failed} not")
+        } else {
+            String::new()
+        }
     ));
     print_report(opts.output, &text, &work, &outcomes, false);
     finish_calls(engine, opts.verbose);
@@ -286,7 +374,13 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn print_report(output: Output, text: &str, work: &[Work], outcomes: &[Outcome], with_changes: bool) {
+fn print_report(
+    output: Output,
+    text: &str,
+    work: &[Work],
+    outcomes: &[Outcome],
+    with_changes: bool,
+) {
     match output {
         Output::Text => print!("{text}"),
         Output::Json => {

@@ -31,7 +31,11 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<FileBinding>, Vec<String>> {
     if files.is_empty() && errors.is_empty() {
         errors.push(format!(
             "no YAML or JSON files found in {}",
-            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let mut out = Vec::new();
@@ -58,12 +62,22 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<FileBinding>, Vec<String>> {
     }
     let mut seen = BTreeSet::new();
     for b in &out {
-        let key = (b.binding.metadata.namespace.clone().unwrap_or_default(), b.binding.metadata.name.clone().unwrap_or_default());
+        let key = (
+            b.binding.metadata.namespace.clone().unwrap_or_default(),
+            b.binding.metadata.name.clone().unwrap_or_default(),
+        );
         if !seen.insert(key.clone()) {
-            errors.push(format!("{}: binding {}/{} is defined more than once", b.source, key.0, key.1));
+            errors.push(format!(
+                "{}: binding {}/{} is defined more than once",
+                b.source, key.0, key.1
+            ));
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn collect_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
@@ -94,14 +108,22 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<String>
     for child in children {
         if child.is_dir() {
             collect_files(&child, files, errors);
-        } else if child.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+        } else if child
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
             files.push(child);
         }
     }
 }
 
 /// Parses a YAML stream (JSON is YAML) into bindings.
-pub fn parse_documents(file: &str, text: &str, out: &mut Vec<FileBinding>, errors: &mut Vec<String>) {
+pub fn parse_documents(
+    file: &str,
+    text: &str,
+    out: &mut Vec<FileBinding>,
+    errors: &mut Vec<String>,
+) {
     for (index, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let n = index + 1;
         let value = match serde_json::Value::deserialize(doc) {
@@ -116,7 +138,10 @@ pub fn parse_documents(file: &str, text: &str, out: &mut Vec<FileBinding>, error
             continue;
         }
         match parse_binding(&value) {
-            Ok(Some(binding)) => out.push(FileBinding { source: format!("{file}#{n}"), binding }),
+            Ok(Some(binding)) => out.push(FileBinding {
+                source: format!("{file}#{n}"),
+                binding,
+            }),
             Ok(None) => {}
             Err(msg) => errors.push(format!("{file}: document {n}: {msg}")),
         }
@@ -125,39 +150,70 @@ pub fn parse_documents(file: &str, text: &str, out: &mut Vec<FileBinding>, error
 
 /// One document: `Ok(None)` for kinds that are fine to skip (Namespaces).
 fn parse_binding(value: &serde_json::Value) -> Result<Option<InstanceProfileBinding>, String> {
-    let Some(obj) = value.as_object() else { return Err("expected a mapping with apiVersion and kind".into()) };
+    let Some(obj) = value.as_object() else {
+        return Err("expected a mapping with apiVersion and kind".into());
+    };
     let kind = obj.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
-    let api_version = obj.get("apiVersion").and_then(|k| k.as_str()).unwrap_or_default();
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default();
     match kind {
         "InstanceProfileBinding" => {}
         "Namespace" if api_version == "v1" => return Ok(None),
         "" => return Err("field kind: missing; expected kind: InstanceProfileBinding".into()),
-        other => return Err(format!("field kind: {other:?} is not supported here; expected InstanceProfileBinding")),
+        other => {
+            return Err(format!(
+                "field kind: {other:?} is not supported here; expected InstanceProfileBinding"
+            ));
+        }
     }
     if api_version != API_VERSION {
-        return Err(format!("field apiVersion: {api_version:?}; expected {API_VERSION}"));
+        return Err(format!(
+            "field apiVersion: {api_version:?}; expected {API_VERSION}"
+        ));
     }
-    let mut binding: InstanceProfileBinding = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." { inner } else { format!("field {path}: {inner}") }
-    })?;
+    let mut binding: InstanceProfileBinding = serde_path_to_error::deserialize(value.clone())
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." {
+                inner
+            } else {
+                format!("field {path}: {inner}")
+            }
+        })?;
     let name = binding.metadata.name.clone().unwrap_or_default();
     if !is_dns_subdomain(&name) {
         return Err(format!(
             "field metadata.name: {name:?} must be a lowercase DNS subdomain (letters, digits, '-' and '.'; at most 253)"
         ));
     }
-    let namespace = binding.metadata.namespace.get_or_insert_with(|| "default".into()).clone();
+    let namespace = binding
+        .metadata
+        .namespace
+        .get_or_insert_with(|| "default".into())
+        .clone();
     if !is_dns_label(&namespace) {
-        return Err(format!("field metadata.namespace: {namespace:?} must be a lowercase DNS label (at most 63)"));
+        return Err(format!(
+            "field metadata.namespace: {namespace:?} must be a lowercase DNS label (at most 63)"
+        ));
     }
     if let Err(errors) = binding.validate_cel() {
         let messages: Vec<String> = errors
             .iter()
-            .map(|e| if e.field_path.is_empty() { e.message.clone() } else { format!("field {}: {}", e.field_path, e.message) })
+            .map(|e| {
+                if e.field_path.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("field {}: {}", e.field_path, e.message)
+                }
+            })
             .collect();
-        return Err(format!("binding {namespace}/{name}: {}", messages.join("; ")));
+        return Err(format!(
+            "binding {namespace}/{name}: {}",
+            messages.join("; ")
+        ));
     }
     Ok(Some(binding))
 }
@@ -165,7 +221,8 @@ fn parse_binding(value: &serde_json::Value) -> Result<Option<InstanceProfileBind
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -208,22 +265,56 @@ spec:
     #[test]
     fn bad_documents_name_file_document_and_field() {
         let cases = [
-            (GOOD.replace("ids:", "idz:"), "field spec.instances.idz: unknown field `idz`"),
-            (GOOD.replace("i-0123456789abcdef0", "i-xyz"), "field spec.instances.ids"),
-            (GOOD.replace("role: web-app", "role: 'bad role!'"), "spec.role must be a role name"),
-            (GOOD.replace("  instances: {ids: [i-0123456789abcdef0], tags: {app: web}}", "  instances: {}"), "at least one of ids or tags"),
-            (GOOD.replace("  role: web-app\n", ""), "missing field `role`"),
-            (GOOD.replace("name: web,", "name: Web_1,"), "field metadata.name"),
-            (GOOD.replace("kind: InstanceProfileBinding", "kind: Pod"), "field kind"),
+            (
+                GOOD.replace("ids:", "idz:"),
+                "field spec.instances.idz: unknown field `idz`",
+            ),
+            (
+                GOOD.replace("i-0123456789abcdef0", "i-xyz"),
+                "field spec.instances.ids",
+            ),
+            (
+                GOOD.replace("role: web-app", "role: 'bad role!'"),
+                "spec.role must be a role name",
+            ),
+            (
+                GOOD.replace(
+                    "  instances: {ids: [i-0123456789abcdef0], tags: {app: web}}",
+                    "  instances: {}",
+                ),
+                "at least one of ids or tags",
+            ),
+            (
+                GOOD.replace("  role: web-app\n", ""),
+                "missing field `role`",
+            ),
+            (
+                GOOD.replace("name: web,", "name: Web_1,"),
+                "field metadata.name",
+            ),
+            (
+                GOOD.replace("kind: InstanceProfileBinding", "kind: Pod"),
+                "field kind",
+            ),
             (GOOD.replace("v1alpha1", "v1"), "field apiVersion"),
-            (format!("{GOOD}  deletionPolicy: Keep\n"), "field spec.deletionPolicy"),
-            (format!("{GOOD}  instanceProfile: {{path: nope}}\n"), "spec.instanceProfile.path must be"),
+            (
+                format!("{GOOD}  deletionPolicy: Keep\n"),
+                "field spec.deletionPolicy",
+            ),
+            (
+                format!("{GOOD}  instanceProfile: {{path: nope}}\n"),
+                "spec.instanceProfile.path must be",
+            ),
         ];
         for (text, want) in cases {
             let (out, errors) = parse(&format!("---\n{GOOD}\n---\n{text}"));
             assert_eq!(out.len(), 1, "{text}");
             assert_eq!(errors.len(), 1, "{text}: {errors:?}");
-            assert!(errors[0].starts_with("f.yaml: document 2: "), "{}", errors[0]);
+            assert!(
+                errors[0].starts_with("f.yaml: document 2: "),
+                "{}",
+                errors[0]
+            );
             assert!(errors[0].contains(want), "want {want:?} in {}", errors[0]);
         }
     }
@@ -231,9 +322,15 @@ spec:
     #[test]
     fn too_many_tags_are_rejected() {
         let tags: Vec<String> = (0..51).map(|i| format!("k{i}: v")).collect();
-        let text = GOOD.replace("tags: {app: web}", &format!("tags: {{{}}}", tags.join(", ")));
+        let text = GOOD.replace(
+            "tags: {app: web}",
+            &format!("tags: {{{}}}", tags.join(", ")),
+        );
         let (_, errors) = parse(&text);
-        assert!(errors.iter().any(|e| e.contains("at most 50 tags")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("at most 50 tags")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -17,8 +17,19 @@ pub struct LeaderElector {
 
 impl LeaderElector {
     #[must_use]
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Self {
-        Self { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into(), duration }
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+    ) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            identity: identity.into(),
+            duration,
+        }
     }
 
     #[must_use]
@@ -33,14 +44,25 @@ impl LeaderElector {
     }
 
     fn spec(&self, previous: Option<&LeaseSpec>, now: jiff::Timestamp) -> LeaseSpec {
-        let ours = previous.is_some_and(|p| p.holder_identity.as_deref() == Some(self.identity.as_str()));
+        let ours =
+            previous.is_some_and(|p| p.holder_identity.as_deref() == Some(self.identity.as_str()));
         let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(i32::try_from(self.duration.as_secs().max(1)).unwrap_or(15)),
-            acquire_time: if ours { previous.and_then(|p| p.acquire_time.clone()) } else { Some(MicroTime(now)) },
+            lease_duration_seconds: Some(
+                i32::try_from(self.duration.as_secs().max(1)).unwrap_or(15),
+            ),
+            acquire_time: if ours {
+                previous.and_then(|p| p.acquire_time.clone())
+            } else {
+                Some(MicroTime(now))
+            },
             renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(if ours || previous.is_none() { transitions } else { transitions + 1 }),
+            lease_transitions: Some(if ours || previous.is_none() {
+                transitions
+            } else {
+                transitions + 1
+            }),
             ..LeaseSpec::default()
         }
     }
@@ -53,7 +75,10 @@ impl LeaderElector {
         let now = jiff::Timestamp::now();
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(self.spec(None, now)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -69,7 +94,11 @@ impl LeaderElector {
         }
         lease.spec = Some(self.spec(Some(&current), now));
         // The resourceVersion in `lease` makes this a compare-and-swap.
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -81,8 +110,12 @@ impl LeaderElector {
     /// # Errors
     /// API errors.
     pub async fn release(&self) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else { return Ok(()) };
-        let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return Ok(());
         }
@@ -90,12 +123,17 @@ impl LeaderElector {
         spec.acquire_time = None;
         spec.renew_time = None;
         spec.lease_duration_seconds = Some(1);
-        self.api.replace(&self.name, &PostParams::default(), &lease).await.map(|_| ())
+        self.api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
     }
 }
 
 fn expired(spec: &LeaseSpec, now: jiff::Timestamp) -> bool {
-    let Some(renew) = spec.renew_time.as_ref() else { return true };
+    let Some(renew) = spec.renew_time.as_ref() else {
+        return true;
+    };
     let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15));
     now.as_second() > renew.0.as_second() + secs
 }
@@ -108,12 +146,17 @@ mod tests {
     fn expiry_follows_renew_time_and_duration() {
         let now = jiff::Timestamp::from_second(1_000).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let fresh = LeaseSpec {
-            renew_time: Some(MicroTime(jiff::Timestamp::from_second(990).unwrap_or(jiff::Timestamp::UNIX_EPOCH))),
+            renew_time: Some(MicroTime(
+                jiff::Timestamp::from_second(990).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            )),
             lease_duration_seconds: Some(15),
             ..LeaseSpec::default()
         };
         assert!(!expired(&fresh, now));
-        let stale = LeaseSpec { lease_duration_seconds: Some(5), ..fresh.clone() };
+        let stale = LeaseSpec {
+            lease_duration_seconds: Some(5),
+            ..fresh.clone()
+        };
         assert!(expired(&stale, now));
         assert!(expired(&LeaseSpec::default(), now));
     }

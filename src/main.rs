@@ -25,7 +25,10 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -44,7 +47,8 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<i32, instance_profile_controller::Error> {
     match cli.command {
         Command::Crd => {
-            let yaml = crd::crds_yaml().map_err(|e| instance_profile_controller::Error::Config(e.to_string()))?;
+            let yaml = crd::crds_yaml()
+                .map_err(|e| instance_profile_controller::Error::Config(e.to_string()))?;
             print!("{yaml}");
             Ok(0)
         }
@@ -53,10 +57,13 @@ async fn dispatch(cli: Cli) -> Result<i32, instance_profile_controller::Error> {
             filemode::plan(&engine, &bindings, &opts).await
         }
         Command::Apply(args) => {
-            let (engine, bindings, opts) = file_mode(&cli.global, &args.file, Some(args.timeout)).await?;
+            let (engine, bindings, opts) =
+                file_mode(&cli.global, &args.file, Some(args.timeout)).await?;
             filemode::apply(&engine, &bindings, &opts).await
         }
-        Command::Run(args) => instance_profile_controller::controller::run(&cli.global, &args).await.map(|()| 0),
+        Command::Run(args) => instance_profile_controller::controller::run(&cli.global, &args)
+            .await
+            .map(|()| 0),
     }
 }
 
@@ -65,7 +72,8 @@ async fn file_mode(
     global: &GlobalArgs,
     args: &FileArgs,
     timeout: Option<std::time::Duration>,
-) -> Result<(Engine, Vec<files::FileBinding>, FileModeOptions), instance_profile_controller::Error> {
+) -> Result<(Engine, Vec<files::FileBinding>, FileModeOptions), instance_profile_controller::Error>
+{
     use instance_profile_controller::Error;
     let config = global.engine_config()?;
     let bindings = files::load(&args.files).map_err(|errors| Error::Input(errors.join("\n")))?;

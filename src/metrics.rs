@@ -51,22 +51,39 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("instance_profile_controller");
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
-        registry.register("aws_calls", "AWS API calls by service, action and error code", aws_calls.clone());
+        registry.register(
+            "aws_calls",
+            "AWS API calls by service, action and error code",
+            aws_calls.clone(),
+        );
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
         let reconcile_duration =
             Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
-        registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_duration.clone(),
+        );
         let bindings_by_reason = Family::<ReasonLabels, Gauge>::default();
-        registry.register("bindings", "Bindings by Ready reason", bindings_by_reason.clone());
-        let propagation_wait = Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0]);
+        registry.register(
+            "bindings",
+            "Bindings by Ready reason",
+            bindings_by_reason.clone(),
+        );
+        let propagation_wait =
+            Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0]);
         registry.register(
             "propagation_wait_seconds",
             "Time from profile creation until EC2 accepted it",
             propagation_wait.clone(),
         );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            leader.clone(),
+        );
         Self {
             registry,
             aws_calls,
@@ -81,18 +98,30 @@ impl Metrics {
 
     pub fn record_aws_call(&self, service: &str, action: &str, code: &str) {
         self.aws_calls
-            .get_or_create(&AwsCallLabels { service: service.into(), action: action.into(), code: code.into() })
+            .get_or_create(&AwsCallLabels {
+                service: service.into(),
+                action: action.into(),
+                code: code.into(),
+            })
             .inc();
     }
 
     /// Sets the Ready reason of one binding (`None` when it is gone).
     pub fn set_binding_reason(&self, binding: &str, reason: Option<&str>) {
-        let Ok(mut map) = self.ready_reasons.lock() else { return };
+        let Ok(mut map) = self.ready_reasons.lock() else {
+            return;
+        };
         if let Some(old) = map.remove(binding) {
-            self.bindings_by_reason.get_or_create(&ReasonLabels { reason: old }).dec();
+            self.bindings_by_reason
+                .get_or_create(&ReasonLabels { reason: old })
+                .dec();
         }
         if let Some(reason) = reason {
-            self.bindings_by_reason.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+            self.bindings_by_reason
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
             map.insert(binding.to_string(), reason.to_string());
         }
     }
@@ -120,7 +149,13 @@ mod tests {
         m.set_binding_reason("a/b", Some("Reconciled"));
         let text = m.encode();
         assert!(text.contains(r#"instance_profile_controller_aws_calls_total{service="iam",action="GetRole",code="ok"} 1"#), "{text}");
-        assert!(text.contains(r#"instance_profile_controller_bindings{reason="Reconciled"} 1"#), "{text}");
-        assert!(text.contains(r#"instance_profile_controller_bindings{reason="PropagationPending"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"instance_profile_controller_bindings{reason="Reconciled"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"instance_profile_controller_bindings{reason="PropagationPending"} 0"#),
+            "{text}"
+        );
     }
 }

@@ -117,7 +117,11 @@ pub fn profile_name(cluster_id: &str, key: &BindingKey) -> String {
 
 /// Ownership tags every profile of a binding carries.
 #[must_use]
-pub fn ownership_tags(cluster_id: &str, key: &BindingKey, uid: Option<&str>) -> BTreeMap<String, String> {
+pub fn ownership_tags(
+    cluster_id: &str,
+    key: &BindingKey,
+    uid: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut tags = BTreeMap::new();
     tags.insert(TAG_CLUSTER_ID.to_string(), cluster_id.to_string());
     tags.insert(TAG_NAMESPACE.to_string(), key.namespace.clone());
@@ -132,7 +136,11 @@ pub fn ownership_tags(cluster_id: &str, key: &BindingKey, uid: Option<&str>) -> 
 /// The UID is not compared: a binding deleted and recreated under the same
 /// name (GitOps does that) takes over its profile.
 #[must_use]
-pub fn tags_prove_ownership(tags: &BTreeMap<String, String>, cluster_id: &str, key: &BindingKey) -> bool {
+pub fn tags_prove_ownership(
+    tags: &BTreeMap<String, String>,
+    cluster_id: &str,
+    key: &BindingKey,
+) -> bool {
     tags.get(TAG_CLUSTER_ID).is_some_and(|v| v == cluster_id)
         && tags.get(TAG_NAMESPACE).is_some_and(|v| v == &key.namespace)
         && tags.get(TAG_NAME).is_some_and(|v| v == &key.name)
@@ -208,7 +216,11 @@ pub fn instances_from_tags(tags: &BTreeMap<String, String>) -> InstanceMemory {
             ids.extend(value.split_whitespace().map(str::to_string));
         }
     }
-    if any { InstanceMemory::Ids(ids) } else { InstanceMemory::None }
+    if any {
+        InstanceMemory::Ids(ids)
+    } else {
+        InstanceMemory::None
+    }
 }
 
 /// Encodes instance ids as memory tags (space separated, 12 per tag); more
@@ -225,7 +237,11 @@ pub fn instances_to_tags(ids: &BTreeSet<String>) -> BTreeMap<String, String> {
         tags.insert(instance_tag_key(0), String::new());
     }
     for (index, chunk) in ids.chunks(IDS_PER_TAG).enumerate() {
-        let value = chunk.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
+        let value = chunk
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
         tags.insert(instance_tag_key(index), value);
     }
     tags
@@ -236,7 +252,10 @@ mod tests {
     use super::*;
 
     fn key(ns: &str, name: &str) -> BindingKey {
-        BindingKey { namespace: ns.into(), name: name.into() }
+        BindingKey {
+            namespace: ns.into(),
+            name: name.into(),
+        }
     }
 
     #[test]
@@ -246,11 +265,17 @@ mod tests {
         assert_ne!(a, profile_name("default", &key("team-b", "web")));
         assert_ne!(a, profile_name("other", &key("team-a", "web")));
         // "a.b"/"c" and "a"/"b.c" share the readable part but not the hash.
-        assert_ne!(profile_name("c", &key("a.b", "c")), profile_name("c", &key("a", "b.c")));
+        assert_ne!(
+            profile_name("c", &key("a.b", "c")),
+            profile_name("c", &key("a", "b.c"))
+        );
         assert!(a.starts_with("ipb-team-a.web-"));
         let long = profile_name("default", &key(&"n".repeat(63), &"x".repeat(253)));
         assert_eq!(long.len(), 128);
-        assert!(long.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
+        assert!(
+            long.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        );
     }
 
     #[test]
@@ -290,9 +315,15 @@ mod tests {
         assert!(tags.values().all(|v| v.len() <= 256));
         assert_eq!(instances_from_tags(&tags), InstanceMemory::Ids(ids));
         let many: BTreeSet<String> = (0..100).map(|i| format!("i-{i:017x}")).collect();
-        assert_eq!(instances_from_tags(&instances_to_tags(&many)), InstanceMemory::All);
+        assert_eq!(
+            instances_from_tags(&instances_to_tags(&many)),
+            InstanceMemory::All
+        );
         let empty = instances_to_tags(&BTreeSet::new());
-        assert_eq!(instances_from_tags(&empty), InstanceMemory::Ids(BTreeSet::new()));
+        assert_eq!(
+            instances_from_tags(&empty),
+            InstanceMemory::Ids(BTreeSet::new())
+        );
         assert_eq!(instances_from_tags(&BTreeMap::new()), InstanceMemory::None);
     }
 }

@@ -30,13 +30,19 @@ async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
     if s.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for the CRD and the binding cache")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for the CRD and the binding cache",
+        )
     }
 }
 
 async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
 }
@@ -45,7 +51,10 @@ async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn serve(addr: std::net::SocketAddr, state: ServerState) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    state: ServerState,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router(state)).await {

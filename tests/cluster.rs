@@ -49,9 +49,15 @@ impl Cluster {
             .spawn()
             .expect("start the API emulator");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("READY");
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("READY");
         assert!(line.starts_with("READY "), "emulator said {line:?}");
-        Self { _procs: vec![Proc(child)], _dir: dir, kubeconfig }
+        Self {
+            _procs: vec![Proc(child)],
+            _dir: dir,
+            kubeconfig,
+        }
     }
 
     /// etcd + kube-apiserver from `$KUBEBUILDER_ASSETS` (the envtest convention).
@@ -62,9 +68,18 @@ impl Cluster {
         let api_port = free_port();
         let etcd = Command::new(assets.join("etcd"))
             .args(["--data-dir", &d.join("etcd").to_string_lossy()])
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", free_port())])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{etcd_port}"),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{etcd_port}"),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{}", free_port()),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,14 +94,28 @@ impl Cluster {
             .expect("openssl genrsa (needed for the service-account key)");
         assert!(status.success());
         let token = "e2e-admin-token";
-        std::fs::write(d.join("tokens.csv"), format!("{token},admin,admin,system:masters\n")).expect("tokens");
+        std::fs::write(
+            d.join("tokens.csv"),
+            format!("{token},admin,admin,system:masters\n"),
+        )
+        .expect("tokens");
         let apiserver = Command::new(assets.join("kube-apiserver"))
             .args(["--etcd-servers", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--secure-port", &api_port.to_string(), "--bind-address", "127.0.0.1"])
+            .args([
+                "--secure-port",
+                &api_port.to_string(),
+                "--bind-address",
+                "127.0.0.1",
+            ])
             .args(["--cert-dir", &d.join("certs").to_string_lossy()])
             .args(["--token-auth-file", &d.join("tokens.csv").to_string_lossy()])
             .args(["--authorization-mode", "RBAC", "--allow-privileged=true"])
-            .args(["--service-account-issuer", "https://127.0.0.1", "--service-cluster-ip-range", "10.0.0.0/24"])
+            .args([
+                "--service-account-issuer",
+                "https://127.0.0.1",
+                "--service-cluster-ip-range",
+                "10.0.0.0/24",
+            ])
             .args(["--service-account-key-file", &key.to_string_lossy()])
             .args(["--service-account-signing-key-file", &key.to_string_lossy()])
             .args(["--disable-admission-plugins", "ServiceAccount"])
@@ -102,7 +131,11 @@ impl Cluster {
             ),
         )
         .expect("kubeconfig");
-        Self { _procs: vec![Proc(apiserver), Proc(etcd)], _dir: dir, kubeconfig }
+        Self {
+            _procs: vec![Proc(apiserver), Proc(etcd)],
+            _dir: dir,
+            kubeconfig,
+        }
     }
 
     async fn client(&self) -> Client {
@@ -110,14 +143,22 @@ impl Cluster {
         loop {
             let attempt = async {
                 let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| e.to_string())?;
-                let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| e.to_string())?;
+                let config =
+                    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                        .await
+                        .map_err(|e| e.to_string())?;
                 let client = Client::try_from(config).map_err(|e| e.to_string())?;
-                client.apiserver_version().await.map_err(|e| e.to_string())?;
+                client
+                    .apiserver_version()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok::<_, String>(client)
             };
             match attempt.await {
                 Ok(c) => return c,
-                Err(e) if start.elapsed() > Duration::from_secs(60) => panic!("API server not reachable: {e}"),
+                Err(e) if start.elapsed() > Duration::from_secs(60) => {
+                    panic!("API server not reachable: {e}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
@@ -125,13 +166,28 @@ impl Cluster {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// One `run` process.
-fn controller(cluster: &Cluster, aws: &common::Aws, identity: &str, metrics_port: u16, extra: &[&str]) -> Proc {
+fn controller(
+    cluster: &Cluster,
+    aws: &common::Aws,
+    identity: &str,
+    metrics_port: u16,
+    extra: &[&str],
+) -> Proc {
     let child = Command::new(common::bin())
-        .args(["run", "--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--resync-interval", "3s"])
+        .args([
+            "run",
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--resync-interval",
+            "3s",
+        ])
         .args(["--lease-namespace", "default", "--lease-duration", "3s"])
         .args(extra)
         .env("KUBECONFIG", &cluster.kubeconfig)
@@ -172,7 +228,11 @@ async fn wait_status(
         {
             return b;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "{name}: timed out waiting for {what}: {:?}", api.get(name).await.ok().and_then(|b| b.status));
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{name}: timed out waiting for {what}: {:?}",
+            api.get(name).await.ok().and_then(|b| b.status)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -180,7 +240,10 @@ async fn wait_status(
 async fn wait_gone(api: &Api<InstanceProfileBinding>, name: &str) {
     let start = Instant::now();
     while api.get_opt(name).await.ok().flatten().is_some() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{name} was never deleted");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{name} was never deleted"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -191,7 +254,12 @@ fn ready_for_generation(b: &InstanceProfileBinding, s: &InstanceProfileBindingSt
 
 async fn lease_holder(client: &Client) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
-    leases.get_opt("instance-profile-controller").await.ok().flatten().and_then(|l| l.spec?.holder_identity)
+    leases
+        .get_opt("instance-profile-controller")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
 }
 
 async fn scenario(cluster: &Cluster) {
@@ -200,7 +268,8 @@ async fn scenario(cluster: &Cluster) {
     aws.create_role("db-app", common::TRUST_EC2).await;
     let inst = aws.run_instances(2, &[]).await;
     let client = cluster.client().await;
-    let crds = std::fs::read_to_string(repo().join("crds/instanceprofilebinding.yaml")).expect("crd yaml");
+    let crds =
+        std::fs::read_to_string(repo().join("crds/instanceprofilebinding.yaml")).expect("crd yaml");
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
         serde_norway::from_str(&crds).expect("crd");
     let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
@@ -208,7 +277,12 @@ async fn scenario(cluster: &Cluster) {
 
     // Without the CRD, `run` refuses to start and says what to do.
     let out = Command::new(common::bin())
-        .args(["run", "--metrics-addr", "127.0.0.1:0", "--no-leader-election"])
+        .args([
+            "run",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--no-leader-election",
+        ])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -216,13 +290,28 @@ async fn scenario(cluster: &Cluster) {
         .output()
         .expect("run without CRD");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("CRD is not installed"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CRD is not installed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    crd_api.patch("instanceprofilebindings.iam.instanceprofile.dev", &PatchParams::apply("e2e").force(), &Patch::Apply(&crd)).await.expect("install CRD");
+    crd_api
+        .patch(
+            "instanceprofilebindings.iam.instanceprofile.dev",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("install CRD");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "team-a"}})).expect("ns");
-    namespaces.create(&PostParams::default(), &ns).await.expect("namespace");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "team-a"}})).expect("ns");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
     let api: Api<InstanceProfileBinding> = Api::namespaced(client.clone(), "team-a");
 
     let (port_a, port_b) = (free_port(), free_port());
@@ -230,36 +319,67 @@ async fn scenario(cluster: &Cluster) {
     // Only the second replica starts once the first holds the lease.
     let start = Instant::now();
     while lease_holder(&client).await.as_deref() != Some("replica-a") {
-        assert!(start.elapsed() < Duration::from_secs(30), "replica-a never became leader");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "replica-a never became leader"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _second = controller(cluster, &aws, "replica-b", port_b, &[]);
 
     // create → Ready with status filled, finalizer on
-    let web: InstanceProfileBinding = serde_json::from_value(binding("web", "web-app", &inst)).expect("binding");
-    api.create(&PostParams::default(), &web).await.expect("create binding");
+    let web: InstanceProfileBinding =
+        serde_json::from_value(binding("web", "web-app", &inst)).expect("binding");
+    api.create(&PostParams::default(), &web)
+        .await
+        .expect("create binding");
     let b = wait_status(&api, "web", "Ready", ready_for_generation).await;
     let s = b.status.clone().expect("status");
-    assert!(b.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == "iam.instanceprofile.dev/cleanup")));
+    assert!(
+        b.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == "iam.instanceprofile.dev/cleanup"))
+    );
     let profile = s.instance_profile.clone().expect("profile in status");
     assert_eq!(profile.name, common::profile_name("team-a", "web"));
     assert_eq!(s.role.as_ref().map(|r| r.name.as_str()), Some("web-app"));
     assert_eq!(s.instances.len(), 2);
-    assert!(s.instances.iter().all(|i| i.state == "associated" && i.association_id.is_some()));
+    assert!(
+        s.instances
+            .iter()
+            .all(|i| i.state == "associated" && i.association_id.is_some())
+    );
     assert_eq!(s.instance_summary.as_deref(), Some("2/2"));
     for t in ["Ready", "ProfileReady", "RoleAttached", "Associated"] {
-        assert_eq!(s.condition(t).map(|c| c.status.as_str()), Some("True"), "{t}: {s:?}");
+        assert_eq!(
+            s.condition(t).map(|c| c.status.as_str()),
+            Some("True"),
+            "{t}: {s:?}"
+        );
     }
     let assoc = aws.associations().await;
-    assert!(inst.iter().all(|i| assoc.get(i).map(|a| &a.2) == profile.id.as_ref()), "{assoc:?}");
+    assert!(
+        inst.iter()
+            .all(|i| assoc.get(i).map(|a| &a.2) == profile.id.as_ref()),
+        "{assoc:?}"
+    );
 
     // the printer columns, through kubectl
-    if let Ok(out) = Command::new("kubectl").arg("--kubeconfig").arg(&cluster.kubeconfig).args(["get", "ipb", "-n", "team-a"]).output() {
+    if let Ok(out) = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(["get", "ipb", "-n", "team-a"])
+        .output()
+    {
         let table = String::from_utf8_lossy(&out.stdout);
         for col in ["ROLE", "PROFILE", "INSTANCES", "READY", "REASON", "AGE"] {
             assert!(table.contains(col), "kubectl get ipb lacks {col}:\n{table}");
         }
-        assert!(table.contains("web-app") && table.contains("2/2") && table.contains("Reconciled"), "{table}");
+        assert!(
+            table.contains("web-app") && table.contains("2/2") && table.contains("Reconciled"),
+            "{table}"
+        );
     } else {
         println!("skipped the kubectl check: kubectl not installed");
     }
@@ -267,38 +387,73 @@ async fn scenario(cluster: &Cluster) {
     // metrics and health from the leader
     let (code, body) = common::http(port_a, "GET", "/metrics", "");
     assert_eq!(code, 200);
-    assert!(body.contains("instance_profile_controller_aws_calls_total") && body.contains("instance_profile_controller_leader 1"), "{body}");
+    assert!(
+        body.contains("instance_profile_controller_aws_calls_total")
+            && body.contains("instance_profile_controller_leader 1"),
+        "{body}"
+    );
     assert_eq!(common::http(port_a, "GET", "/healthz", "").0, 200);
     assert_eq!(common::http(port_a, "GET", "/readyz", "").0, 200);
 
     // change the role → converges on the new generation
-    api.patch("web", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"role": "db-app"}}))).await.expect("patch role");
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"role": "db-app"}})),
+    )
+    .await
+    .expect("patch role");
     wait_status(&api, "web", "Ready after role change", |b, s| {
         ready_for_generation(b, s) && s.role.as_ref().is_some_and(|r| r.name == "db-app")
     })
     .await;
-    assert_eq!(aws.profiles().await[&profile.name].2, vec!["db-app".to_string()]);
+    assert_eq!(
+        aws.profiles().await[&profile.name].2,
+        vec!["db-app".to_string()]
+    );
 
     // the leader stops; the standby takes over and reconciles
     drop(first.take());
-    let db: InstanceProfileBinding = serde_json::from_value(binding("db", "db-app", &[])).expect("binding");
+    let db: InstanceProfileBinding =
+        serde_json::from_value(binding("db", "db-app", &[])).expect("binding");
     let mut db = db;
     db.spec.instances.tags.insert("none".into(), "match".into());
-    api.create(&PostParams::default(), &db).await.expect("create db");
+    api.create(&PostParams::default(), &db)
+        .await
+        .expect("create db");
     wait_status(&api, "db", "Ready from the standby", ready_for_generation).await;
     assert_eq!(lease_holder(&client).await.as_deref(), Some("replica-b"));
 
     // delete → AWS cleaned up, object gone
-    api.delete("web", &DeleteParams::default()).await.expect("delete");
+    api.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
     wait_gone(&api, "web").await;
-    assert!(!aws.profiles().await.contains_key(&profile.name), "profile left behind");
-    assert!(aws.associations().await.is_empty(), "associations left behind");
+    assert!(
+        !aws.profiles().await.contains_key(&profile.name),
+        "profile left behind"
+    );
+    assert!(
+        aws.associations().await.is_empty(),
+        "associations left behind"
+    );
 
     // events were recorded for the binding
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "team-a");
-    let reasons: Vec<String> = events.list(&Default::default()).await.expect("events").items.into_iter().filter_map(|e| e.reason).collect();
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "team-a");
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
     for r in ["CreatedProfile", "AttachedRole", "Associated"] {
-        assert!(reasons.iter().any(|x| x == r), "no {r} event in {reasons:?}");
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "no {r} event in {reasons:?}"
+        );
     }
 }
 

@@ -25,12 +25,22 @@ async fn create_then_converged_apply_makes_no_writes_and_plan_is_clean() {
     aws.create_role("web-app", common::TRUST_EC2).await;
     let tagged = aws.run_instances(2, &[("app", "web")]).await;
     let explicit = aws.run_instances(1, &[]).await;
-    let (_d, file) = write_bindings(&binding(NS, "web", "web-app", &format!("{{ids: [{}], tags: {{app: web}}}}", explicit[0]), ""));
+    let (_d, file) = write_bindings(&binding(
+        NS,
+        "web",
+        "web-app",
+        &format!("{{ids: [{}], tags: {{app: web}}}}", explicit[0]),
+        "",
+    ));
 
     let p = plan(&aws, &file);
     assert_eq!(p.code, 2, "{p:?}");
     assert!(p.stdout.contains("create instance profile"), "{p:?}");
-    assert!(aws.mutating_calls().is_empty(), "plan must not write: {:?}", aws.mutating_calls());
+    assert!(
+        aws.mutating_calls().is_empty(),
+        "plan must not write: {:?}",
+        aws.mutating_calls()
+    );
 
     let r = apply(&aws, &file, &["-v"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -41,21 +51,51 @@ async fn create_then_converged_apply_makes_no_writes_and_plan_is_clean() {
     assert_eq!(roles, &vec!["web-app".to_string()]);
     let assoc = aws.associations().await;
     for i in tagged.iter().chain(&explicit) {
-        let (_, _, pid) = assoc.get(i).unwrap_or_else(|| panic!("{i} not associated: {assoc:?}"));
+        let (_, _, pid) = assoc
+            .get(i)
+            .unwrap_or_else(|| panic!("{i} not associated: {assoc:?}"));
         assert_eq!(pid, id, "{i} must hold the current profile id");
     }
     // Only the writes the budget allows: create, add role, one associate per instance.
     let writes = aws.mutating_calls();
-    assert_eq!(writes.iter().filter(|a| *a == "CreateInstanceProfile").count(), 1, "{writes:?}");
-    assert_eq!(writes.iter().filter(|a| *a == "AddRoleToInstanceProfile").count(), 1, "{writes:?}");
-    assert_eq!(writes.iter().filter(|a| *a == "AssociateIamInstanceProfile").count(), 3, "{writes:?}");
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|a| *a == "CreateInstanceProfile")
+            .count(),
+        1,
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|a| *a == "AddRoleToInstanceProfile")
+            .count(),
+        1,
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|a| *a == "AssociateIamInstanceProfile")
+            .count(),
+        3,
+        "{writes:?}"
+    );
     assert_eq!(writes.len(), 5, "{writes:?}");
-    assert!(r.stderr.contains("AWS calls:"), "verbose prints per-action call counts: {r:?}");
+    assert!(
+        r.stderr.contains("AWS calls:"),
+        "verbose prints per-action call counts: {r:?}"
+    );
 
     aws.reset_calls();
     let again = apply(&aws, &file, &[]);
     assert_eq!(again.code, 0, "{again:?}");
-    assert!(aws.mutating_calls().is_empty(), "second apply wrote: {:?}", aws.mutating_calls());
+    assert!(
+        aws.mutating_calls().is_empty(),
+        "second apply wrote: {:?}",
+        aws.mutating_calls()
+    );
     let p = plan(&aws, &file);
     assert_eq!(p.code, 0, "{p:?}");
 }
@@ -69,7 +109,13 @@ async fn role_removed_out_of_band_is_re_added() {
     let (_d, file) = write_bindings(&binding(NS, "web", "web-app", &ids(&inst), ""));
     assert_eq!(apply(&aws, &file, &[]).code, 0);
     let name = profile_name(NS, "web");
-    aws.iam.remove_role_from_instance_profile().instance_profile_name(&name).role_name("web-app").send().await.expect("remove");
+    aws.iam
+        .remove_role_from_instance_profile()
+        .instance_profile_name(&name)
+        .role_name("web-app")
+        .send()
+        .await
+        .expect("remove");
     let p = plan(&aws, &file);
     assert_eq!(p.code, 2, "{p:?}");
     assert!(p.stdout.contains("attach role web-app"), "{p:?}");
@@ -90,7 +136,10 @@ async fn other_role_is_swapped_for_ours() {
     let (_d2, file2) = write_bindings(&binding(NS, "web", "db-app", &ids(&inst), ""));
     let r = apply(&aws, &file2, &[]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(aws.profiles().await[&profile_name(NS, "web")].2, vec!["db-app".to_string()]);
+    assert_eq!(
+        aws.profiles().await[&profile_name(NS, "web")].2,
+        vec!["db-app".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -103,8 +152,19 @@ async fn profile_deleted_out_of_band_is_recreated_and_instances_repointed() {
     assert_eq!(apply(&aws, &file, &[]).code, 0);
     let name = profile_name(NS, "web");
     let old_id = aws.profiles().await[&name].1.clone();
-    aws.iam.remove_role_from_instance_profile().instance_profile_name(&name).role_name("web-app").send().await.expect("remove");
-    aws.iam.delete_instance_profile().instance_profile_name(&name).send().await.expect("delete");
+    aws.iam
+        .remove_role_from_instance_profile()
+        .instance_profile_name(&name)
+        .role_name("web-app")
+        .send()
+        .await
+        .expect("remove");
+    aws.iam
+        .delete_instance_profile()
+        .instance_profile_name(&name)
+        .send()
+        .await
+        .expect("delete");
     // Recreated by hand elsewhere? No: gone, while instances still point at the dead id.
     let r = apply(&aws, &file, &[]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -112,9 +172,17 @@ async fn profile_deleted_out_of_band_is_recreated_and_instances_repointed() {
     assert_ne!(new_id, old_id);
     let assoc = aws.associations().await;
     for i in &inst {
-        assert_eq!(assoc[i].2, new_id, "{i} still on the dead profile id: {assoc:?}");
+        assert_eq!(
+            assoc[i].2, new_id,
+            "{i} still on the dead profile id: {assoc:?}"
+        );
     }
-    assert!(aws.mutating_calls().contains(&"ReplaceIamInstanceProfileAssociation".to_string()), "{:?}", aws.calls());
+    assert!(
+        aws.mutating_calls()
+            .contains(&"ReplaceIamInstanceProfileAssociation".to_string()),
+        "{:?}",
+        aws.calls()
+    );
 }
 
 #[tokio::test]
@@ -130,13 +198,34 @@ async fn foreign_association_is_kept_unless_replacement_is_allowed() {
     let r = apply(&aws, &file, &["-o", "json"]);
     assert_eq!(r.code, 1, "{r:?}");
     let report: serde_json::Value = serde_json::from_str(&r.stdout).expect("json report");
-    let ready = report[0]["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "Ready")).cloned();
-    assert_eq!(ready.as_ref().map(|c| c["reason"].clone()), Some(serde_json::json!("ForeignAssociation")), "{report}");
+    let ready = report[0]["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned();
+    assert_eq!(
+        ready.as_ref().map(|c| c["reason"].clone()),
+        Some(serde_json::json!("ForeignAssociation")),
+        "{report}"
+    );
     assert_eq!(report[0]["namespace"], NS);
-    assert_eq!(aws.associations().await[&inst[0]].1, foreign_arn, "the foreign association must be untouched");
-    assert!(!aws.mutating_calls().iter().any(|a| a.contains("Associat")), "{:?}", aws.mutating_calls());
+    assert_eq!(
+        aws.associations().await[&inst[0]].1,
+        foreign_arn,
+        "the foreign association must be untouched"
+    );
+    assert!(
+        !aws.mutating_calls().iter().any(|a| a.contains("Associat")),
+        "{:?}",
+        aws.mutating_calls()
+    );
 
-    let (_d2, file2) = write_bindings(&binding(NS, "web", "web-app", &ids(&inst), "  replaceForeignAssociations: true\n"));
+    let (_d2, file2) = write_bindings(&binding(
+        NS,
+        "web",
+        "web-app",
+        &ids(&inst),
+        "  replaceForeignAssociations: true\n",
+    ));
     let r = apply(&aws, &file2, &[]);
     assert_eq!(r.code, 0, "{r:?}");
     let id = aws.profiles().await[&profile_name(NS, "web")].1.clone();
@@ -153,13 +242,28 @@ async fn stopped_instance_is_disassociated_then_associated() {
     aws.associate(&inst[0], "someone-elses").await;
     aws.stop_instance(&inst[0]).await;
     assert_eq!(aws.instance_state(&inst[0]).await, "stopped");
-    let (_d, file) = write_bindings(&binding(NS, "web", "web-app", &ids(&inst), "  replaceForeignAssociations: true\n"));
+    let (_d, file) = write_bindings(&binding(
+        NS,
+        "web",
+        "web-app",
+        &ids(&inst),
+        "  replaceForeignAssociations: true\n",
+    ));
     let r = apply(&aws, &file, &[]);
     assert_eq!(r.code, 0, "{r:?}");
     let writes = aws.mutating_calls();
-    assert!(!writes.contains(&"ReplaceIamInstanceProfileAssociation".to_string()), "{writes:?}");
-    let dis = writes.iter().position(|a| a == "DisassociateIamInstanceProfile").expect("disassociated");
-    let assoc = writes.iter().rposition(|a| a == "AssociateIamInstanceProfile").expect("associated");
+    assert!(
+        !writes.contains(&"ReplaceIamInstanceProfileAssociation".to_string()),
+        "{writes:?}"
+    );
+    let dis = writes
+        .iter()
+        .position(|a| a == "DisassociateIamInstanceProfile")
+        .expect("disassociated");
+    let assoc = writes
+        .iter()
+        .rposition(|a| a == "AssociateIamInstanceProfile")
+        .expect("associated");
     assert!(dis < assoc, "{writes:?}");
     let id = aws.profiles().await[&profile_name(NS, "web")].1.clone();
     assert_eq!(aws.associations().await[&inst[0]].2, id);
@@ -173,7 +277,11 @@ async fn prune_disassociates_ours_blocks_on_strangers_then_deletes_in_order() {
     let ours = aws.run_instances(1, &[]).await;
     let stranger = aws.run_instances(1, &[]).await;
     let keep = aws.run_instances(1, &[]).await;
-    let both = format!("{}{}", binding(NS, "old", "web-app", &ids(&ours), ""), binding(NS, "keep", "web-app", &ids(&keep), ""));
+    let both = format!(
+        "{}{}",
+        binding(NS, "old", "web-app", &ids(&ours), ""),
+        binding(NS, "keep", "web-app", &ids(&keep), "")
+    );
     let (_d, file) = write_bindings(&both);
     assert_eq!(apply(&aws, &file, &[]).code, 0);
     let old = profile_name(NS, "old");
@@ -183,12 +291,27 @@ async fn prune_disassociates_ours_blocks_on_strangers_then_deletes_in_order() {
     aws.reset_calls();
     let r = apply(&aws, &only_keep, &["--prune"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("DeletionBlocked") && r.stdout.contains(&stranger[0]), "{r:?}");
+    assert!(
+        r.stdout.contains("DeletionBlocked") && r.stdout.contains(&stranger[0]),
+        "{r:?}"
+    );
     let assoc = aws.associations().await;
-    assert!(!assoc.contains_key(&ours[0]), "ours must be disassociated: {assoc:?}");
-    assert!(assoc.contains_key(&stranger[0]), "the stranger's association must stay");
-    assert!(aws.profiles().await.contains_key(&old), "a profile still in use must not be deleted");
-    assert!(assoc.contains_key(&keep[0]), "the kept binding is untouched");
+    assert!(
+        !assoc.contains_key(&ours[0]),
+        "ours must be disassociated: {assoc:?}"
+    );
+    assert!(
+        assoc.contains_key(&stranger[0]),
+        "the stranger's association must stay"
+    );
+    assert!(
+        aws.profiles().await.contains_key(&old),
+        "a profile still in use must not be deleted"
+    );
+    assert!(
+        assoc.contains_key(&keep[0]),
+        "the kept binding is untouched"
+    );
 
     aws.disassociate(&stranger_assoc).await;
     aws.reset_calls();
@@ -196,8 +319,14 @@ async fn prune_disassociates_ours_blocks_on_strangers_then_deletes_in_order() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!aws.profiles().await.contains_key(&old));
     let writes = aws.mutating_calls();
-    let remove = writes.iter().position(|a| a == "RemoveRoleFromInstanceProfile").expect("role removed");
-    let delete = writes.iter().position(|a| a == "DeleteInstanceProfile").expect("profile deleted");
+    let remove = writes
+        .iter()
+        .position(|a| a == "RemoveRoleFromInstanceProfile")
+        .expect("role removed");
+    let delete = writes
+        .iter()
+        .position(|a| a == "DeleteInstanceProfile")
+        .expect("profile deleted");
     assert!(remove < delete, "{writes:?}");
     assert!(aws.profiles().await.contains_key(&profile_name(NS, "keep")));
 }
@@ -217,8 +346,14 @@ async fn deselected_instance_loses_our_association_only() {
     assert_eq!(r.code, 0, "{r:?}");
     let assoc = aws.associations().await;
     assert!(assoc.contains_key(&inst[0]));
-    assert!(!assoc.contains_key(&inst[1]), "deselected instance keeps our profile: {assoc:?}");
-    assert!(assoc.contains_key(&stranger[0]), "an instance we never managed must not be touched");
+    assert!(
+        !assoc.contains_key(&inst[1]),
+        "deselected instance keeps our profile: {assoc:?}"
+    );
+    assert!(
+        assoc.contains_key(&stranger[0]),
+        "an instance we never managed must not be touched"
+    );
 }
 
 #[tokio::test]
@@ -234,9 +369,23 @@ async fn apply_rides_out_five_seconds_of_propagation_delay() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(start.elapsed() >= std::time::Duration::from_secs(5));
     let calls = aws.calls();
-    assert!(calls.iter().any(|c| c.2.as_deref() == Some("propagation")), "the delay was injected: {calls:?}");
-    assert!(calls.iter().any(|c| c.0 == "AssociateIamInstanceProfile" && c.1 == 200));
-    assert_eq!(calls.iter().filter(|c| c.0 == "CreateInstanceProfile").count(), 1, "no duplicate profile");
+    assert!(
+        calls.iter().any(|c| c.2.as_deref() == Some("propagation")),
+        "the delay was injected: {calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.0 == "AssociateIamInstanceProfile" && c.1 == 200)
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.0 == "CreateInstanceProfile")
+            .count(),
+        1,
+        "no duplicate profile"
+    );
 }
 
 #[tokio::test]
@@ -246,13 +395,24 @@ async fn role_problems_are_reported_without_writes() {
     aws.create_role("Web-App", common::TRUST_EC2).await;
     aws.create_role("lambda-only", common::TRUST_LAMBDA).await;
     let inst = aws.run_instances(1, &[]).await;
-    let docs = format!("{}{}", binding(NS, "a", "web-app", &ids(&inst), ""), binding(NS, "b", "lambda-only", &ids(&inst), ""));
+    let docs = format!(
+        "{}{}",
+        binding(NS, "a", "web-app", &ids(&inst), ""),
+        binding(NS, "b", "lambda-only", &ids(&inst), "")
+    );
     let (_d, file) = write_bindings(&docs);
     let r = apply(&aws, &file, &[]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("RoleNotFound") && r.stdout.contains("did you mean Web-App"), "{r:?}");
+    assert!(
+        r.stdout.contains("RoleNotFound") && r.stdout.contains("did you mean Web-App"),
+        "{r:?}"
+    );
     assert!(r.stdout.contains("TrustPolicyMissingEc2"), "{r:?}");
-    assert!(aws.mutating_calls().is_empty(), "{:?}", aws.mutating_calls());
+    assert!(
+        aws.mutating_calls().is_empty(),
+        "{:?}",
+        aws.mutating_calls()
+    );
     let p = plan(&aws, &file);
     assert_eq!(p.code, 1, "{p:?}");
 }
@@ -270,8 +430,15 @@ async fn profile_with_our_name_but_not_our_tags_is_never_touched() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stdout.contains("ForeignProfileExists"), "{r:?}");
     let writes = aws.mutating_calls();
-    assert_eq!(writes, vec!["CreateInstanceProfile".to_string()], "only the create attempt: {writes:?}");
-    assert!(aws.profiles().await[&name].2.is_empty(), "no role was added to the foreign profile");
+    assert_eq!(
+        writes,
+        vec!["CreateInstanceProfile".to_string()],
+        "only the create attempt: {writes:?}"
+    );
+    assert!(
+        aws.profiles().await[&name].2.is_empty(),
+        "no role was added to the foreign profile"
+    );
     assert!(aws.associations().await.is_empty());
 }
 
@@ -297,10 +464,18 @@ async fn lost_responses_and_throttling_do_not_duplicate_or_fail() {
     assert_eq!(r.code, 0, "{r:?}");
     let name = profile_name(NS, "web");
     let profiles = aws.profiles().await;
-    assert_eq!(profiles.keys().filter(|k| k.starts_with("ipb-")).count(), 1, "{profiles:?}");
+    assert_eq!(
+        profiles.keys().filter(|k| k.starts_with("ipb-")).count(),
+        1,
+        "{profiles:?}"
+    );
     assert_eq!(profiles[&name].2, vec!["web-app".to_string()]);
     let assoc = aws.associations().await;
-    assert!(inst.iter().all(|i| assoc.get(i).is_some_and(|a| a.2 == profiles[&name].1)), "{assoc:?}");
+    assert!(
+        inst.iter()
+            .all(|i| assoc.get(i).is_some_and(|a| a.2 == profiles[&name].1)),
+        "{assoc:?}"
+    );
 }
 
 #[tokio::test]
@@ -317,7 +492,9 @@ async fn every_list_is_read_to_its_last_page() {
     for i in 0..3 {
         aws.create_profile(&format!("unrelated-{i}"), "/").await;
     }
-    let docs: String = (0..5).map(|i| binding(NS, &format!("b{i}"), "web-app", &ids(&inst[i..=i]), "")).collect();
+    let docs: String = (0..5)
+        .map(|i| binding(NS, &format!("b{i}"), "web-app", &ids(&inst[i..=i]), ""))
+        .collect();
     let (_d, file) = write_bindings(&docs);
     aws.fault_config(r#"{"page_size": 2}"#);
     assert_eq!(apply(&aws, &file, &[]).code, 0);
@@ -325,12 +502,37 @@ async fn every_list_is_read_to_its_last_page() {
     aws.fault_config(r#"{"page_size": 2}"#);
     let r = apply(&aws, &file, &[]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(aws.mutating_calls().is_empty(), "a loop stopped at the first page: {:?}", aws.mutating_calls());
+    assert!(
+        aws.mutating_calls().is_empty(),
+        "a loop stopped at the first page: {:?}",
+        aws.mutating_calls()
+    );
     let calls = aws.calls();
-    assert!(calls.iter().filter(|c| c.0 == "DescribeInstances").count() >= 3, "{calls:?}");
-    assert!(calls.iter().filter(|c| c.0 == "ListInstanceProfiles").count() >= 3, "{calls:?}");
-    assert!(calls.iter().filter(|c| c.0 == "DescribeIamInstanceProfileAssociations").count() >= 3, "{calls:?}");
-    assert_eq!(calls.iter().filter(|c| c.0 == "GetRole").count(), 1, "one GetRole per distinct role: {calls:?}");
+    assert!(
+        calls.iter().filter(|c| c.0 == "DescribeInstances").count() >= 3,
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.0 == "ListInstanceProfiles")
+            .count()
+            >= 3,
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.0 == "DescribeIamInstanceProfileAssociations")
+            .count()
+            >= 3,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.0 == "GetRole").count(),
+        1,
+        "one GetRole per distinct role: {calls:?}"
+    );
 }
 
 #[tokio::test]
@@ -342,15 +544,26 @@ async fn bad_input_is_rejected_before_any_aws_call() {
     for cmd in ["plan", "apply"] {
         let r = cli(&aws.endpoint(), &[cmd, "-f", path_str(&file)]);
         assert_eq!(r.code, 1, "{r:?}");
-        assert!(r.stderr.contains("bindings.yaml: document 1") && r.stderr.contains("spec.instances.ids"), "{r:?}");
+        assert!(
+            r.stderr.contains("bindings.yaml: document 1")
+                && r.stderr.contains("spec.instances.ids"),
+            "{r:?}"
+        );
         assert!(!r.stderr.contains("panicked"), "{r:?}");
     }
     let r = cli(&aws.endpoint(), &["plan", "-f", "/does/not/exist.yaml"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("/does/not/exist.yaml"), "{r:?}");
     let r = cli(&aws.endpoint(), &["plan", "--no-such-flag"]);
-    assert_eq!(r.code, 1, "a usage error must not look like 'changes' (2): {r:?}");
-    assert!(aws.calls().is_empty(), "bad input made AWS calls: {:?}", aws.calls());
+    assert_eq!(
+        r.code, 1,
+        "a usage error must not look like 'changes' (2): {r:?}"
+    );
+    assert!(
+        aws.calls().is_empty(),
+        "bad input made AWS calls: {:?}",
+        aws.calls()
+    );
 }
 
 #[tokio::test]
@@ -359,11 +572,19 @@ async fn examples_apply_as_they_are() {
     let aws = Aws::start().await;
     aws.create_role("web-app", common::TRUST_EC2).await;
     aws.create_role("batch-worker", common::TRUST_EC2).await;
-    for tags in [("app", "web"), ("app", "batch"), ("env", "staging"), ("team", "reports")] {
+    for tags in [
+        ("app", "web"),
+        ("app", "batch"),
+        ("env", "staging"),
+        ("team", "reports"),
+    ] {
         aws.run_instances(1, &[tags]).await;
     }
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let r = cli(&aws.endpoint(), &["apply", "-f", examples, "--timeout", "60s"]);
+    let r = cli(
+        &aws.endpoint(),
+        &["apply", "-f", examples, "--timeout", "60s"],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Apply: 4 of 4 bindings done."), "{r:?}");
     let p = cli(&aws.endpoint(), &["plan", "-f", examples]);

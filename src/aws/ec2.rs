@@ -43,16 +43,23 @@ impl Aws {
             .build();
         loop {
             let page = self
-                .call(Family::Ec2Read, EC2, "DescribeIamInstanceProfileAssociations", || async {
-                    self.ec2
-                        .describe_iam_instance_profile_associations()
-                        .filters(state_filter.clone())
-                        .max_results(PAGE)
-                        .set_next_token(token.clone())
-                        .send()
-                        .await
-                        .map_err(|e| from_sdk(EC2, "DescribeIamInstanceProfileAssociations", &e))
-                })
+                .call(
+                    Family::Ec2Read,
+                    EC2,
+                    "DescribeIamInstanceProfileAssociations",
+                    || async {
+                        self.ec2
+                            .describe_iam_instance_profile_associations()
+                            .filters(state_filter.clone())
+                            .max_results(PAGE)
+                            .set_next_token(token.clone())
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                from_sdk(EC2, "DescribeIamInstanceProfileAssociations", &e)
+                            })
+                    },
+                )
                 .await?;
             out.extend(
                 page.iam_instance_profile_associations()
@@ -96,7 +103,11 @@ impl Aws {
             for reservation in page.reservations() {
                 for i in reservation.instances() {
                     let Some(id) = i.instance_id() else { continue };
-                    let state = RunState::parse(i.state().and_then(|s| s.name()).map_or("running", |n| n.as_str()));
+                    let state = RunState::parse(
+                        i.state()
+                            .and_then(|s| s.name())
+                            .map_or("running", |n| n.as_str()),
+                    );
                     if matches!(state, RunState::Terminated | RunState::ShuttingDown) {
                         continue;
                     }
@@ -106,7 +117,12 @@ impl Aws {
                         tags: i
                             .tags()
                             .iter()
-                            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                            .filter_map(|t| {
+                                Some((
+                                    t.key()?.to_string(),
+                                    t.value().unwrap_or_default().to_string(),
+                                ))
+                            })
                             .collect(),
                     });
                 }
@@ -119,34 +135,60 @@ impl Aws {
         Ok(out)
     }
 
-    pub async fn associate(&self, instance_id: &str, profile_arn: &str) -> Result<Association, AwsError> {
+    pub async fn associate(
+        &self,
+        instance_id: &str,
+        profile_arn: &str,
+    ) -> Result<Association, AwsError> {
         let out = self
-            .call(Family::Ec2Write, EC2, "AssociateIamInstanceProfile", || async {
-                self.ec2
-                    .associate_iam_instance_profile()
-                    .instance_id(instance_id)
-                    .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(profile_arn).build())
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk(EC2, "AssociateIamInstanceProfile", &e))
-            })
+            .call(
+                Family::Ec2Write,
+                EC2,
+                "AssociateIamInstanceProfile",
+                || async {
+                    self.ec2
+                        .associate_iam_instance_profile()
+                        .instance_id(instance_id)
+                        .iam_instance_profile(
+                            IamInstanceProfileSpecification::builder()
+                                .arn(profile_arn)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk(EC2, "AssociateIamInstanceProfile", &e))
+                },
+            )
             .await?;
         out.iam_instance_profile_association()
             .and_then(association_from)
             .ok_or_else(|| missing("AssociateIamInstanceProfile"))
     }
 
-    pub async fn replace_association(&self, association_id: &str, profile_arn: &str) -> Result<Association, AwsError> {
+    pub async fn replace_association(
+        &self,
+        association_id: &str,
+        profile_arn: &str,
+    ) -> Result<Association, AwsError> {
         let out = self
-            .call(Family::Ec2Write, EC2, "ReplaceIamInstanceProfileAssociation", || async {
-                self.ec2
-                    .replace_iam_instance_profile_association()
-                    .association_id(association_id)
-                    .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(profile_arn).build())
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk(EC2, "ReplaceIamInstanceProfileAssociation", &e))
-            })
+            .call(
+                Family::Ec2Write,
+                EC2,
+                "ReplaceIamInstanceProfileAssociation",
+                || async {
+                    self.ec2
+                        .replace_iam_instance_profile_association()
+                        .association_id(association_id)
+                        .iam_instance_profile(
+                            IamInstanceProfileSpecification::builder()
+                                .arn(profile_arn)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk(EC2, "ReplaceIamInstanceProfileAssociation", &e))
+                },
+            )
             .await?;
         out.iam_instance_profile_association()
             .and_then(association_from)
@@ -155,14 +197,19 @@ impl Aws {
 
     pub async fn disassociate(&self, association_id: &str) -> Result<(), AwsError> {
         let res = self
-            .call(Family::Ec2Write, EC2, "DisassociateIamInstanceProfile", || async {
-                self.ec2
-                    .disassociate_iam_instance_profile()
-                    .association_id(association_id)
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk(EC2, "DisassociateIamInstanceProfile", &e))
-            })
+            .call(
+                Family::Ec2Write,
+                EC2,
+                "DisassociateIamInstanceProfile",
+                || async {
+                    self.ec2
+                        .disassociate_iam_instance_profile()
+                        .association_id(association_id)
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk(EC2, "DisassociateIamInstanceProfile", &e))
+                },
+            )
             .await;
         match res {
             // Already gone: what we wanted.

@@ -72,27 +72,56 @@ impl AwsError {
 /// The table of SPEC §5: (service, action, error code, message, HTTP status) → kind.
 #[must_use]
 pub fn classify(action: &str, code: &str, message: &str, status: Option<u16>) -> ErrorKind {
-    let associating = matches!(action, "AssociateIamInstanceProfile" | "ReplaceIamInstanceProfileAssociation");
+    let associating = matches!(
+        action,
+        "AssociateIamInstanceProfile" | "ReplaceIamInstanceProfileAssociation"
+    );
     match code {
-        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "UnauthorizedAccess"
-        | "AuthFailure" | "InvalidClientTokenId" | "ExpiredToken" | "ExpiredTokenException" => ErrorKind::AccessDenied,
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
-        | "RequestThrottled" | "RequestThrottledException" | "SlowDown" => ErrorKind::Throttled,
-        "InvalidParameterValue" if associating && message.contains("Invalid IAM Instance Profile") => {
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "UnauthorizedAccess"
+        | "AuthFailure"
+        | "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException" => ErrorKind::AccessDenied,
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "SlowDown" => ErrorKind::Throttled,
+        "InvalidParameterValue"
+            if associating && message.contains("Invalid IAM Instance Profile") =>
+        {
             ErrorKind::PropagationPending
         }
-        "InstanceIdentityProfileNotFound" | "InvalidIamInstanceProfile.NotFound" => ErrorKind::PropagationPending,
+        "InstanceIdentityProfileNotFound" | "InvalidIamInstanceProfile.NotFound" => {
+            ErrorKind::PropagationPending
+        }
         // moto (and IAM reads right after a create) answer an unknown profile this way.
         "NoSuchEntity" | "NoSuchEntityException" if associating => ErrorKind::PropagationPending,
         "NoSuchEntity" | "NoSuchEntityException" => ErrorKind::NotFound,
         "EntityAlreadyExists" | "EntityAlreadyExistsException" => ErrorKind::AlreadyExists,
-        "LimitExceeded" | "LimitExceededException" if action == "AddRoleToInstanceProfile" => ErrorKind::RoleSlotTaken,
+        "LimitExceeded" | "LimitExceededException" if action == "AddRoleToInstanceProfile" => {
+            ErrorKind::RoleSlotTaken
+        }
         "LimitExceeded" | "LimitExceededException" => ErrorKind::QuotaExceeded,
         "DeleteConflict" | "DeleteConflictException" => ErrorKind::DeleteConflict,
-        "IncorrectState" | "IncorrectInstanceState" | "InvalidAssociationID.NotFound" => ErrorKind::IncorrectState,
+        "IncorrectState" | "IncorrectInstanceState" | "InvalidAssociationID.NotFound" => {
+            ErrorKind::IncorrectState
+        }
         "InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed" => ErrorKind::InstanceGone,
-        "ServiceFailure" | "ServiceFailureException" | "InternalError" | "InternalFailure" | "ServiceUnavailable"
-        | "ServiceUnavailableException" | "Unavailable" | "RequestTimeout" | "RequestExpired" => ErrorKind::Transient,
+        "ServiceFailure"
+        | "ServiceFailureException"
+        | "InternalError"
+        | "InternalFailure"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "Unavailable"
+        | "RequestTimeout"
+        | "RequestExpired" => ErrorKind::Transient,
         _ => match status {
             Some(s) if s >= 500 => ErrorKind::Transient,
             Some(429) => ErrorKind::Throttled,
@@ -102,7 +131,11 @@ pub fn classify(action: &str, code: &str, message: &str, status: Option<u16>) ->
 }
 
 /// Converts an SDK error into our classified error.
-pub fn from_sdk<E>(service: &'static str, action: &'static str, err: &SdkError<E, HttpResponse>) -> AwsError
+pub fn from_sdk<E>(
+    service: &'static str,
+    action: &'static str,
+    err: &SdkError<E, HttpResponse>,
+) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -111,7 +144,13 @@ where
             let status = ctx.raw().status().as_u16();
             let code = ctx.err().code().unwrap_or("Unknown").to_string();
             let message = ctx.err().message().unwrap_or_default().to_string();
-            AwsError { kind: classify(action, &code, &message, Some(status)), service, action, code, message }
+            AwsError {
+                kind: classify(action, &code, &message, Some(status)),
+                service,
+                action,
+                code,
+                message,
+            }
         }
         SdkError::ConstructionFailure(_) => AwsError {
             kind: ErrorKind::Other,
@@ -120,14 +159,22 @@ where
             code: "ConstructionFailure".into(),
             message: error_chain(err),
         },
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => AwsError {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            AwsError {
+                kind: ErrorKind::Transient,
+                service,
+                action,
+                code: "Unreachable".into(),
+                message: error_chain(err),
+            }
+        }
+        _ => AwsError {
             kind: ErrorKind::Transient,
             service,
             action,
-            code: "Unreachable".into(),
+            code: "Unknown".into(),
             message: error_chain(err),
         },
-        _ => AwsError { kind: ErrorKind::Transient, service, action, code: "Unknown".into(), message: error_chain(err) },
     }
 }
 
@@ -150,30 +197,160 @@ mod tests {
     #[test]
     fn failure_catalogue() {
         let rows: &[(&str, &str, &str, Option<u16>, ErrorKind)] = &[
-            ("CreateInstanceProfile", "AccessDenied", "User is not authorized to perform iam:CreateInstanceProfile", Some(403), ErrorKind::AccessDenied),
-            ("AssociateIamInstanceProfile", "UnauthorizedOperation", "You are not authorized to perform this operation.", Some(403), ErrorKind::AccessDenied),
-            ("AssociateIamInstanceProfile", "AccessDenied", "not authorized to perform: iam:PassRole", Some(403), ErrorKind::AccessDenied),
-            ("DeleteInstanceProfile", "DeleteConflict", "Cannot delete entity, must remove roles from instance profile first.", Some(409), ErrorKind::DeleteConflict),
-            ("AssociateIamInstanceProfile", "IncorrectState", "There is an existing association for instance i-0123456789abcdef0", Some(400), ErrorKind::IncorrectState),
-            ("ReplaceIamInstanceProfileAssociation", "IncorrectState", "Association 'iip-assoc-1' is not the active association", Some(400), ErrorKind::IncorrectState),
-            ("CreateInstanceProfile", "EntityAlreadyExists", "Instance Profile x already exists.", Some(409), ErrorKind::AlreadyExists),
-            ("AddRoleToInstanceProfile", "LimitExceeded", "Cannot exceed quota for InstanceSessionsPerInstanceProfile: 1", Some(409), ErrorKind::RoleSlotTaken),
-            ("CreateInstanceProfile", "LimitExceeded", "Cannot exceed quota for InstanceProfilesPerAccount: 1000", Some(409), ErrorKind::QuotaExceeded),
-            ("AssociateIamInstanceProfile", "InvalidParameterValue", "Value (ipb-x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name", Some(400), ErrorKind::PropagationPending),
-            ("ReplaceIamInstanceProfileAssociation", "InvalidParameterValue", "Value (arn) for parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN", Some(400), ErrorKind::PropagationPending),
-            ("AssociateIamInstanceProfile", "InstanceIdentityProfileNotFound", "", Some(400), ErrorKind::PropagationPending),
-            ("AssociateIamInstanceProfile", "NoSuchEntity", "Instance profile ipb-x not found", Some(404), ErrorKind::PropagationPending),
-            ("GetInstanceProfile", "NoSuchEntity", "Instance Profile ipb-x cannot be found.", Some(404), ErrorKind::NotFound),
-            ("GetRole", "Throttling", "Rate exceeded", Some(400), ErrorKind::Throttled),
-            ("DescribeInstances", "RequestLimitExceeded", "Request limit exceeded.", Some(503), ErrorKind::Throttled),
-            ("ListInstanceProfiles", "ServiceFailure", "", Some(500), ErrorKind::Transient),
-            ("DescribeInstances", "Unavailable", "", Some(503), ErrorKind::Transient),
-            ("DescribeInstances", "Whatever", "", Some(502), ErrorKind::Transient),
-            ("AssociateIamInstanceProfile", "InvalidInstanceID.NotFound", "The instance ID 'i-0123' does not exist", Some(400), ErrorKind::InstanceGone),
-            ("AssociateIamInstanceProfile", "InvalidParameterValue", "Value (x) for parameter instanceId is invalid", Some(400), ErrorKind::Other),
+            (
+                "CreateInstanceProfile",
+                "AccessDenied",
+                "User is not authorized to perform iam:CreateInstanceProfile",
+                Some(403),
+                ErrorKind::AccessDenied,
+            ),
+            (
+                "AssociateIamInstanceProfile",
+                "UnauthorizedOperation",
+                "You are not authorized to perform this operation.",
+                Some(403),
+                ErrorKind::AccessDenied,
+            ),
+            (
+                "AssociateIamInstanceProfile",
+                "AccessDenied",
+                "not authorized to perform: iam:PassRole",
+                Some(403),
+                ErrorKind::AccessDenied,
+            ),
+            (
+                "DeleteInstanceProfile",
+                "DeleteConflict",
+                "Cannot delete entity, must remove roles from instance profile first.",
+                Some(409),
+                ErrorKind::DeleteConflict,
+            ),
+            (
+                "AssociateIamInstanceProfile",
+                "IncorrectState",
+                "There is an existing association for instance i-0123456789abcdef0",
+                Some(400),
+                ErrorKind::IncorrectState,
+            ),
+            (
+                "ReplaceIamInstanceProfileAssociation",
+                "IncorrectState",
+                "Association 'iip-assoc-1' is not the active association",
+                Some(400),
+                ErrorKind::IncorrectState,
+            ),
+            (
+                "CreateInstanceProfile",
+                "EntityAlreadyExists",
+                "Instance Profile x already exists.",
+                Some(409),
+                ErrorKind::AlreadyExists,
+            ),
+            (
+                "AddRoleToInstanceProfile",
+                "LimitExceeded",
+                "Cannot exceed quota for InstanceSessionsPerInstanceProfile: 1",
+                Some(409),
+                ErrorKind::RoleSlotTaken,
+            ),
+            (
+                "CreateInstanceProfile",
+                "LimitExceeded",
+                "Cannot exceed quota for InstanceProfilesPerAccount: 1000",
+                Some(409),
+                ErrorKind::QuotaExceeded,
+            ),
+            (
+                "AssociateIamInstanceProfile",
+                "InvalidParameterValue",
+                "Value (ipb-x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+                Some(400),
+                ErrorKind::PropagationPending,
+            ),
+            (
+                "ReplaceIamInstanceProfileAssociation",
+                "InvalidParameterValue",
+                "Value (arn) for parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN",
+                Some(400),
+                ErrorKind::PropagationPending,
+            ),
+            (
+                "AssociateIamInstanceProfile",
+                "InstanceIdentityProfileNotFound",
+                "",
+                Some(400),
+                ErrorKind::PropagationPending,
+            ),
+            (
+                "AssociateIamInstanceProfile",
+                "NoSuchEntity",
+                "Instance profile ipb-x not found",
+                Some(404),
+                ErrorKind::PropagationPending,
+            ),
+            (
+                "GetInstanceProfile",
+                "NoSuchEntity",
+                "Instance Profile ipb-x cannot be found.",
+                Some(404),
+                ErrorKind::NotFound,
+            ),
+            (
+                "GetRole",
+                "Throttling",
+                "Rate exceeded",
+                Some(400),
+                ErrorKind::Throttled,
+            ),
+            (
+                "DescribeInstances",
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+                Some(503),
+                ErrorKind::Throttled,
+            ),
+            (
+                "ListInstanceProfiles",
+                "ServiceFailure",
+                "",
+                Some(500),
+                ErrorKind::Transient,
+            ),
+            (
+                "DescribeInstances",
+                "Unavailable",
+                "",
+                Some(503),
+                ErrorKind::Transient,
+            ),
+            (
+                "DescribeInstances",
+                "Whatever",
+                "",
+                Some(502),
+                ErrorKind::Transient,
+            ),
+            (
+                "AssociateIamInstanceProfile",
+                "InvalidInstanceID.NotFound",
+                "The instance ID 'i-0123' does not exist",
+                Some(400),
+                ErrorKind::InstanceGone,
+            ),
+            (
+                "AssociateIamInstanceProfile",
+                "InvalidParameterValue",
+                "Value (x) for parameter instanceId is invalid",
+                Some(400),
+                ErrorKind::Other,
+            ),
         ];
         for (action, code, message, status, want) in rows {
-            assert_eq!(classify(action, code, message, *status), *want, "{action} {code} {message}");
+            assert_eq!(
+                classify(action, code, message, *status),
+                *want,
+                "{action} {code} {message}"
+            );
         }
     }
 

@@ -17,21 +17,37 @@ fn profile_from(p: &aws_sdk_iam::types::InstanceProfile, with_tags: bool) -> Pro
         path: p.path().to_string(),
         arn: p.arn().to_string(),
         id: p.instance_profile_id().to_string(),
-        roles: p.roles().iter().map(|r| RoleRef { name: r.role_name().to_string(), arn: r.arn().to_string() }).collect(),
-        tags: with_tags.then(|| p.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()),
+        roles: p
+            .roles()
+            .iter()
+            .map(|r| RoleRef {
+                name: r.role_name().to_string(),
+                arn: r.arn().to_string(),
+            })
+            .collect(),
+        tags: with_tags.then(|| {
+            p.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        }),
     }
 }
 
 fn tags_to_sdk(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
     tags.iter()
         .map(|(k, v)| {
-            Tag::builder().key(k).value(v).build().map_err(|e| AwsError {
-                kind: ErrorKind::Other,
-                service: IAM,
-                action: "TagInstanceProfile",
-                code: "InvalidTag".into(),
-                message: e.to_string(),
-            })
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| AwsError {
+                    kind: ErrorKind::Other,
+                    service: IAM,
+                    action: "TagInstanceProfile",
+                    code: "InvalidTag".into(),
+                    message: e.to_string(),
+                })
         })
         .collect()
 }
@@ -56,7 +72,10 @@ impl Aws {
                 })
                 .await?;
             out.extend(
-                page.instance_profiles().iter().filter(|p| p.path().starts_with(path_prefix)).map(|p| profile_from(p, false)),
+                page.instance_profiles()
+                    .iter()
+                    .filter(|p| p.path().starts_with(path_prefix))
+                    .map(|p| profile_from(p, false)),
             );
             match page.marker() {
                 Some(m) if page.is_truncated() && !m.is_empty() => marker = Some(m.to_string()),
@@ -86,7 +105,12 @@ impl Aws {
     }
 
     /// Creates a profile with its tags in the same call.
-    pub async fn create_profile(&self, name: &str, path: &str, tags: &BTreeMap<String, String>) -> Result<Profile, AwsError> {
+    pub async fn create_profile(
+        &self,
+        name: &str,
+        path: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Profile, AwsError> {
         let sdk_tags = tags_to_sdk(tags)?;
         let out = self
             .call(Family::IamWrite, IAM, "CreateInstanceProfile", || async {
@@ -100,19 +124,26 @@ impl Aws {
                     .map_err(|e| from_sdk(IAM, "CreateInstanceProfile", &e))
             })
             .await?;
-        let mut profile = out.instance_profile().map(|p| profile_from(p, false)).ok_or_else(|| AwsError {
-            kind: ErrorKind::Transient,
-            service: IAM,
-            action: "CreateInstanceProfile",
-            code: "EmptyResponse".into(),
-            message: "CreateInstanceProfile returned no profile".into(),
-        })?;
+        let mut profile = out
+            .instance_profile()
+            .map(|p| profile_from(p, false))
+            .ok_or_else(|| AwsError {
+                kind: ErrorKind::Transient,
+                service: IAM,
+                action: "CreateInstanceProfile",
+                code: "EmptyResponse".into(),
+                message: "CreateInstanceProfile returned no profile".into(),
+            })?;
         // The tags went on with the create; record what we sent.
         profile.tags = Some(tags.clone());
         Ok(profile)
     }
 
-    pub async fn tag_profile(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+    pub async fn tag_profile(
+        &self,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError> {
         let sdk_tags = tags_to_sdk(tags)?;
         self.call(Family::IamWrite, IAM, "TagInstanceProfile", || async {
             self.iam
@@ -142,15 +173,20 @@ impl Aws {
     }
 
     pub async fn add_role(&self, profile: &str, role: &str) -> Result<(), AwsError> {
-        self.call(Family::IamWrite, IAM, "AddRoleToInstanceProfile", || async {
-            self.iam
-                .add_role_to_instance_profile()
-                .instance_profile_name(profile)
-                .role_name(role)
-                .send()
-                .await
-                .map_err(|e| from_sdk(IAM, "AddRoleToInstanceProfile", &e))
-        })
+        self.call(
+            Family::IamWrite,
+            IAM,
+            "AddRoleToInstanceProfile",
+            || async {
+                self.iam
+                    .add_role_to_instance_profile()
+                    .instance_profile_name(profile)
+                    .role_name(role)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(IAM, "AddRoleToInstanceProfile", &e))
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -158,15 +194,20 @@ impl Aws {
     /// Removes a role; a role that is not attached counts as removed.
     pub async fn remove_role(&self, profile: &str, role: &str) -> Result<(), AwsError> {
         let res = self
-            .call(Family::IamWrite, IAM, "RemoveRoleFromInstanceProfile", || async {
-                self.iam
-                    .remove_role_from_instance_profile()
-                    .instance_profile_name(profile)
-                    .role_name(role)
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk(IAM, "RemoveRoleFromInstanceProfile", &e))
-            })
+            .call(
+                Family::IamWrite,
+                IAM,
+                "RemoveRoleFromInstanceProfile",
+                || async {
+                    self.iam
+                        .remove_role_from_instance_profile()
+                        .instance_profile_name(profile)
+                        .role_name(role)
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk(IAM, "RemoveRoleFromInstanceProfile", &e))
+                },
+            )
             .await;
         match res {
             Err(e) if e.is(ErrorKind::NotFound) => Ok(()),
@@ -196,14 +237,21 @@ impl Aws {
     pub async fn get_role(&self, name: &str) -> Result<Option<RoleInfo>, AwsError> {
         let res = self
             .call(Family::IamRead, IAM, "GetRole", || async {
-                self.iam.get_role().role_name(name).send().await.map_err(|e| from_sdk(IAM, "GetRole", &e))
+                self.iam
+                    .get_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(IAM, "GetRole", &e))
             })
             .await;
         match res {
             Ok(out) => Ok(out.role().map(|r| RoleInfo {
                 name: r.role_name().to_string(),
                 arn: r.arn().to_string(),
-                trusts_ec2: r.assume_role_policy_document().is_some_and(trust_allows_ec2),
+                trusts_ec2: r
+                    .assume_role_policy_document()
+                    .is_some_and(trust_allows_ec2),
             })),
             Err(e) if e.is(ErrorKind::NotFound) => Ok(None),
             Err(e) => Err(e),
@@ -244,10 +292,14 @@ pub fn trust_allows_ec2(document: &str) -> bool {
     let text = if document.trim_start().starts_with('{') {
         document
     } else {
-        decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy().into_owned();
+        decoded = percent_encoding::percent_decode_str(document)
+            .decode_utf8_lossy()
+            .into_owned();
         &decoded
     };
-    let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) else { return false };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) else {
+        return false;
+    };
     let statements = match doc.get("Statement") {
         Some(serde_json::Value::Array(a)) => a.clone(),
         Some(s @ serde_json::Value::Object(_)) => vec![s.clone()],
@@ -256,7 +308,10 @@ pub fn trust_allows_ec2(document: &str) -> bool {
     let as_list = |v: Option<&serde_json::Value>| -> Vec<String> {
         match v {
             Some(serde_json::Value::String(s)) => vec![s.clone()],
-            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
             _ => Vec::new(),
         }
     };
@@ -268,7 +323,9 @@ pub fn trust_allows_ec2(document: &str) -> bool {
         let principal = s.get("Principal");
         let ec2 = principal.is_some_and(|p| {
             p.as_str() == Some("*")
-                || as_list(p.get("Service")).iter().any(|svc| svc == "ec2.amazonaws.com" || svc == "ec2.amazonaws.com.cn")
+                || as_list(p.get("Service"))
+                    .iter()
+                    .any(|svc| svc == "ec2.amazonaws.com" || svc == "ec2.amazonaws.com.cn")
         });
         allow && action && ec2
     })
@@ -282,7 +339,9 @@ mod tests {
     fn trust_policy_must_let_ec2_assume_the_role() {
         let ok = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
         assert!(trust_allows_ec2(ok));
-        let encoded: String = percent_encoding::utf8_percent_encode(ok, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(ok, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
         assert!(trust_allows_ec2(&encoded));
         let list = r#"{"Statement":{"Effect":"Allow","Principal":{"Service":["lambda.amazonaws.com","ec2.amazonaws.com"]},"Action":["sts:AssumeRole","sts:TagSession"]}}"#;
         assert!(trust_allows_ec2(list));

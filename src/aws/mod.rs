@@ -172,7 +172,11 @@ impl CallLog {
     /// Total number of calls to actions that change AWS state.
     #[must_use]
     pub fn mutating(&self) -> u64 {
-        self.snapshot().iter().filter(|(a, _)| is_mutating(a)).map(|(_, (ok, err))| ok + err).sum()
+        self.snapshot()
+            .iter()
+            .filter(|(a, _)| is_mutating(a))
+            .map(|(_, (ok, err))| ok + err)
+            .sum()
     }
 
     /// One line: `Action=ok[/failed] …`, for `--verbose` and debug logs.
@@ -185,7 +189,13 @@ impl CallLog {
         let total: u64 = snap.values().map(|(o, e)| o + e).sum();
         let parts: Vec<String> = snap
             .iter()
-            .map(|(a, (ok, err))| if *err > 0 { format!("{a}={ok}/{err} failed") } else { format!("{a}={ok}") })
+            .map(|(a, (ok, err))| {
+                if *err > 0 {
+                    format!("{a}={ok}/{err} failed")
+                } else {
+                    format!("{a}={ok}")
+                }
+            })
             .collect();
         format!("{total} AWS calls: {}", parts.join(" "))
     }
@@ -194,7 +204,10 @@ impl CallLog {
 /// Actions that change AWS state.
 #[must_use]
 pub fn is_mutating(action: &str) -> bool {
-    !(action.starts_with("List") || action.starts_with("Get") || action.starts_with("Describe") || action.starts_with("Simulate"))
+    !(action.starts_with("List")
+        || action.starts_with("Get")
+        || action.starts_with("Describe")
+        || action.starts_with("Simulate"))
 }
 
 /// The AWS clients of one account, with rate limits and call accounting.
@@ -261,8 +274,14 @@ impl Aws {
     /// The credential chain's error.
     pub async fn check_credentials(&self) -> Result<(), String> {
         use aws_credential_types::provider::ProvideCredentials;
-        let Some(provider) = &self.credentials else { return Err("no credentials provider configured".into()) };
-        provider.provide_credentials().await.map(|_| ()).map_err(|e| e.to_string())
+        let Some(provider) = &self.credentials else {
+            return Err("no credentials provider configured".into());
+        };
+        provider
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Runs one AWS call: rate limit, classify, count.
@@ -310,7 +329,11 @@ pub struct RoleCache {
 impl RoleCache {
     #[must_use]
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, lookup: tokio::sync::Mutex::new(()), entries: Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            lookup: tokio::sync::Mutex::new(()),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<Result<RoleInfo, AwsError>> {

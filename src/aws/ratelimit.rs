@@ -36,11 +36,16 @@ impl FromStr for Limit {
             .parse()
             .map_err(|_| format!("rate limit {s:?} must be RATE[:BURST], e.g. 20:100"))?;
         let burst: f64 = match burst {
-            Some(b) => b.trim().parse().map_err(|_| format!("rate limit burst in {s:?} must be a number"))?,
+            Some(b) => b
+                .trim()
+                .parse()
+                .map_err(|_| format!("rate limit burst in {s:?} must be a number"))?,
             None => per_second.max(1.0),
         };
         if !(per_second > 0.0 && per_second.is_finite() && burst >= 1.0 && burst.is_finite()) {
-            return Err(format!("rate limit {s:?} needs a rate above 0 and a burst of at least 1"));
+            return Err(format!(
+                "rate limit {s:?} needs a rate above 0 and a burst of at least 1"
+            ));
         }
         Ok(Self { per_second, burst })
     }
@@ -66,10 +71,22 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            iam_read: Limit { per_second: 10.0, burst: 20.0 },
-            iam_write: Limit { per_second: 5.0, burst: 10.0 },
-            ec2_read: Limit { per_second: 10.0, burst: 50.0 },
-            ec2_write: Limit { per_second: 5.0, burst: 20.0 },
+            iam_read: Limit {
+                per_second: 10.0,
+                burst: 20.0,
+            },
+            iam_write: Limit {
+                per_second: 5.0,
+                burst: 10.0,
+            },
+            ec2_read: Limit {
+                per_second: 10.0,
+                burst: 50.0,
+            },
+            ec2_write: Limit {
+                per_second: 5.0,
+                burst: 20.0,
+            },
         }
     }
 }
@@ -88,7 +105,14 @@ struct BucketState {
 
 impl Bucket {
     fn new(limit: Limit) -> Self {
-        Self { limit, state: Mutex::new(BucketState { tokens: limit.burst, last: Instant::now(), slowdown: 1.0 }) }
+        Self {
+            limit,
+            state: Mutex::new(BucketState {
+                tokens: limit.burst,
+                last: Instant::now(),
+                slowdown: 1.0,
+            }),
+        }
     }
 
     async fn acquire(&self) {
@@ -163,8 +187,20 @@ mod tests {
 
     #[test]
     fn limits_parse() {
-        assert_eq!("20:100".parse::<Limit>(), Ok(Limit { per_second: 20.0, burst: 100.0 }));
-        assert_eq!("5".parse::<Limit>(), Ok(Limit { per_second: 5.0, burst: 5.0 }));
+        assert_eq!(
+            "20:100".parse::<Limit>(),
+            Ok(Limit {
+                per_second: 20.0,
+                burst: 100.0
+            })
+        );
+        assert_eq!(
+            "5".parse::<Limit>(),
+            Ok(Limit {
+                per_second: 5.0,
+                burst: 5.0
+            })
+        );
         assert!("0".parse::<Limit>().is_err());
         assert!("x:1".parse::<Limit>().is_err());
         assert!("1:0".parse::<Limit>().is_err());
@@ -173,7 +209,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bucket_spends_burst_then_waits_for_refill() {
         let limiter = RateLimiter::new(Limits {
-            iam_read: Limit { per_second: 2.0, burst: 3.0 },
+            iam_read: Limit {
+                per_second: 2.0,
+                burst: 3.0,
+            },
             ..Limits::default()
         });
         let start = Instant::now();

@@ -35,7 +35,10 @@ pub(crate) async fn execute(
 ) -> Result<Option<ActionRecord>, Stop> {
     match action {
         Action::ReadProfile => {
-            let fresh = aws.get_profile(&desired.profile_name).await.map_err(Stop::Failed)?;
+            let fresh = aws
+                .get_profile(&desired.profile_name)
+                .await
+                .map_err(Stop::Failed)?;
             if fresh.is_none() && observed.profile.as_ref().is_some_and(|p| p.id != UNKNOWN) {
                 // Listed a moment ago, gone now: deleted under us, or IAM's
                 // read-after-write lag. Either way, look again.
@@ -50,7 +53,10 @@ pub(crate) async fn execute(
             tags.extend(naming::instances_to_tags(memory));
             let record = ActionRecord {
                 reason: "CreatedProfile",
-                message: format!("create instance profile {} at path {}", desired.profile_name, desired.path),
+                message: format!(
+                    "create instance profile {} at path {}",
+                    desired.profile_name, desired.path
+                ),
             };
             if dry_run {
                 observed.profile = Some(Profile {
@@ -63,26 +69,42 @@ pub(crate) async fn execute(
                 });
                 return Ok(Some(record));
             }
-            match aws.create_profile(&desired.profile_name, &desired.path, &tags).await {
+            match aws
+                .create_profile(&desired.profile_name, &desired.path, &tags)
+                .await
+            {
                 Ok(profile) => {
-                    let message = format!("created instance profile {} ({})", profile.name, profile.id);
+                    let message =
+                        format!("created instance profile {} ({})", profile.name, profile.id);
                     observed.profile = Some(profile);
                     Ok(Some(ActionRecord { message, ..record }))
                 }
                 Err(e) if e.is(ErrorKind::AlreadyExists) => {
                     // Ours from an earlier run (lost response, listing lag, another
                     // path)? Only the tags can say; decide judges them next.
-                    match aws.get_profile(&desired.profile_name).await.map_err(Stop::Failed)? {
+                    match aws
+                        .get_profile(&desired.profile_name)
+                        .await
+                        .map_err(Stop::Failed)?
+                    {
                         Some(existing) => {
-                            let adopted = existing
-                                .tags
-                                .as_ref()
-                                .is_some_and(|t| naming::tags_prove_ownership(t, &desired.cluster_id, &desired.key));
-                            let message = format!("adopted instance profile {} ({}), tagged as ours", existing.name, existing.id);
+                            let adopted = existing.tags.as_ref().is_some_and(|t| {
+                                naming::tags_prove_ownership(t, &desired.cluster_id, &desired.key)
+                            });
+                            let message = format!(
+                                "adopted instance profile {} ({}), tagged as ours",
+                                existing.name, existing.id
+                            );
                             observed.profile = Some(existing);
-                            Ok(adopted.then_some(ActionRecord { reason: "AdoptedProfile", message }))
+                            Ok(adopted.then_some(ActionRecord {
+                                reason: "AdoptedProfile",
+                                message,
+                            }))
                         }
-                        None => Err(Stop::Failed(AwsError { kind: ErrorKind::PropagationPending, ..e })),
+                        None => Err(Stop::Failed(AwsError {
+                            kind: ErrorKind::PropagationPending,
+                            ..e
+                        })),
                     }
                 }
                 Err(e) => Err(Stop::Failed(e)),
@@ -93,12 +115,19 @@ pub(crate) async fn execute(
             let new_tags = naming::instances_to_tags(ids);
             let stale: Vec<String> = naming::instance_tag_keys()
                 .into_iter()
-                .filter(|k| !new_tags.contains_key(k) && profile.tags.as_ref().is_some_and(|t| t.contains_key(k)))
+                .filter(|k| {
+                    !new_tags.contains_key(k)
+                        && profile.tags.as_ref().is_some_and(|t| t.contains_key(k))
+                })
                 .collect();
             if !dry_run {
-                aws.tag_profile(&profile.name, &new_tags).await.map_err(Stop::Failed)?;
+                aws.tag_profile(&profile.name, &new_tags)
+                    .await
+                    .map_err(Stop::Failed)?;
                 if !stale.is_empty() {
-                    aws.untag_profile(&profile.name, &stale).await.map_err(Stop::Failed)?;
+                    aws.untag_profile(&profile.name, &stale)
+                        .await
+                        .map_err(Stop::Failed)?;
                 }
             }
             let tags = profile.tags.get_or_insert_with(Default::default);
@@ -108,16 +137,25 @@ pub(crate) async fn execute(
             tags.extend(new_tags);
             Ok(Some(ActionRecord {
                 reason: "RecordedInstances",
-                message: format!("record managed instances on profile {}: {}", profile.name, join(ids)),
+                message: format!(
+                    "record managed instances on profile {}: {}",
+                    profile.name,
+                    join(ids)
+                ),
             }))
         }
         Action::RemoveRole { role } => {
             let profile = observed.profile.as_mut().ok_or(Stop::Reobserve)?;
             if !dry_run {
-                aws.remove_role(&profile.name, role).await.map_err(Stop::Failed)?;
+                aws.remove_role(&profile.name, role)
+                    .await
+                    .map_err(Stop::Failed)?;
             }
             profile.roles.retain(|r| &r.name != role);
-            Ok(Some(ActionRecord { reason: "RemovedRole", message: format!("remove role {role} from instance profile {}", profile.name) }))
+            Ok(Some(ActionRecord {
+                reason: "RemovedRole",
+                message: format!("remove role {role} from instance profile {}", profile.name),
+            }))
         }
         Action::AddRole => {
             let profile = observed.profile.as_mut().ok_or(Stop::Reobserve)?;
@@ -127,16 +165,25 @@ pub(crate) async fn execute(
                     // The slot is taken (a lost response of ours, or someone else):
                     // re-read and let decide remove the other role first.
                     Err(e) if e.is(ErrorKind::RoleSlotTaken) || e.is(ErrorKind::NotFound) => {
-                        observed.profile = aws.get_profile(&desired.profile_name).await.map_err(Stop::Failed)?;
+                        observed.profile = aws
+                            .get_profile(&desired.profile_name)
+                            .await
+                            .map_err(Stop::Failed)?;
                         return Ok(None);
                     }
                     Err(e) => return Err(Stop::Failed(e)),
                 }
             }
-            profile.roles.push(RoleRef { name: desired.role.name.clone(), arn: desired.role.arn.clone() });
+            profile.roles.push(RoleRef {
+                name: desired.role.name.clone(),
+                arn: desired.role.arn.clone(),
+            });
             Ok(Some(ActionRecord {
                 reason: "AttachedRole",
-                message: format!("attach role {} to instance profile {}", desired.role.name, profile.name),
+                message: format!(
+                    "attach role {} to instance profile {}",
+                    desired.role.name, profile.name
+                ),
             }))
         }
         Action::Associate { instance_id } => {
@@ -149,13 +196,23 @@ pub(crate) async fn execute(
                     Err(e) => return association_error(observed, instance_id, e),
                 }
             };
-            let message = format!("associate instance {instance_id} with instance profile {}", desired.profile_name);
+            let message = format!(
+                "associate instance {instance_id} with instance profile {}",
+                desired.profile_name
+            );
             if let Some(sel) = observed.selected_mut(instance_id) {
                 sel.association = Some(association);
             }
-            Ok(Some(ActionRecord { reason: "Associated", message }))
+            Ok(Some(ActionRecord {
+                reason: "Associated",
+                message,
+            }))
         }
-        Action::Replace { instance_id, association_id, foreign } => {
+        Action::Replace {
+            instance_id,
+            association_id,
+            foreign,
+        } => {
             let (arn, id) = profile_ids(observed)?;
             let association = if dry_run {
                 simulated(instance_id, &arn, &id)
@@ -166,13 +223,22 @@ pub(crate) async fn execute(
                 }
             };
             let what = if *foreign { "foreign" } else { "stale" };
-            let message = format!("replace {what} association {association_id} of instance {instance_id} with instance profile {}", desired.profile_name);
+            let message = format!(
+                "replace {what} association {association_id} of instance {instance_id} with instance profile {}",
+                desired.profile_name
+            );
             if let Some(sel) = observed.selected_mut(instance_id) {
                 sel.association = Some(association);
             }
-            Ok(Some(ActionRecord { reason: "Replaced", message }))
+            Ok(Some(ActionRecord {
+                reason: "Replaced",
+                message,
+            }))
         }
-        Action::Disassociate { instance_id, association_id } => {
+        Action::Disassociate {
+            instance_id,
+            association_id,
+        } => {
             if !dry_run {
                 match aws.disassociate(association_id).await {
                     Ok(()) => {}
@@ -181,7 +247,11 @@ pub(crate) async fn execute(
             }
             // Selected instances wait for the old association to finish leaving
             // before the new one; other users are simply done with.
-            let next = if dry_run { AssociationState::Disassociated } else { AssociationState::Disassociating };
+            let next = if dry_run {
+                AssociationState::Disassociated
+            } else {
+                AssociationState::Disassociating
+            };
             if let Some(sel) = observed.selected_mut(instance_id) {
                 if dry_run {
                     sel.association = None;
@@ -189,7 +259,11 @@ pub(crate) async fn execute(
                     a.state = next;
                 }
             }
-            for a in observed.other_users.iter_mut().filter(|a| &a.instance_id == instance_id) {
+            for a in observed
+                .other_users
+                .iter_mut()
+                .filter(|a| &a.instance_id == instance_id)
+            {
                 a.state = AssociationState::Disassociated;
             }
             Ok(Some(ActionRecord {
@@ -203,14 +277,20 @@ pub(crate) async fn execute(
                     Ok(()) => {}
                     Err(e) if e.is(ErrorKind::DeleteConflict) => {
                         // A role we did not see is still attached: list the real ones.
-                        observed.profile = aws.get_profile(&desired.profile_name).await.map_err(Stop::Failed)?;
+                        observed.profile = aws
+                            .get_profile(&desired.profile_name)
+                            .await
+                            .map_err(Stop::Failed)?;
                         return Ok(None);
                     }
                     Err(e) => return Err(Stop::Failed(e)),
                 }
             }
             observed.profile = None;
-            Ok(Some(ActionRecord { reason: "DeletedProfile", message: format!("delete instance profile {}", desired.profile_name) }))
+            Ok(Some(ActionRecord {
+                reason: "DeletedProfile",
+                message: format!("delete instance profile {}", desired.profile_name),
+            }))
         }
     }
 }
@@ -230,12 +310,18 @@ fn simulated(instance_id: &str, arn: &str, id: &str) -> Association {
     }
 }
 
-fn association_error(observed: &mut Observed, instance_id: &str, e: AwsError) -> Result<Option<ActionRecord>, Stop> {
+fn association_error(
+    observed: &mut Observed,
+    instance_id: &str,
+    e: AwsError,
+) -> Result<Option<ActionRecord>, Stop> {
     match e.kind {
         // Terminated meanwhile: not an error, drop it.
         ErrorKind::InstanceGone => {
             observed.selected.retain(|s| s.instance.id != instance_id);
-            observed.other_users.retain(|a| a.instance_id != instance_id);
+            observed
+                .other_users
+                .retain(|a| a.instance_id != instance_id);
             observed.missing.push(instance_id.to_string());
             Ok(None)
         }
@@ -245,5 +331,9 @@ fn association_error(observed: &mut Observed, instance_id: &str, e: AwsError) ->
 }
 
 fn join(ids: &std::collections::BTreeSet<String>) -> String {
-    if ids.is_empty() { "none".into() } else { ids.iter().cloned().collect::<Vec<_>>().join(", ") }
+    if ids.is_empty() {
+        "none".into()
+    } else {
+        ids.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
 }

@@ -21,13 +21,21 @@ pub(crate) struct AssociationPlan {
     pub released: BTreeSet<String>,
 }
 
-pub(crate) fn association_actions(desired: &Desired, observed: &Observed, memory: Option<&InstanceMemory>) -> AssociationPlan {
+pub(crate) fn association_actions(
+    desired: &Desired,
+    observed: &Observed,
+    memory: Option<&InstanceMemory>,
+) -> AssociationPlan {
     let mut plan = AssociationPlan::default();
-    let Some(profile) = &observed.profile else { return plan };
+    let Some(profile) = &observed.profile else {
+        return plan;
+    };
     for sel in &observed.selected {
         let id = &sel.instance.id;
         let Some(a) = &sel.association else {
-            plan.actions.push(Action::Associate { instance_id: id.clone() });
+            plan.actions.push(Action::Associate {
+                instance_id: id.clone(),
+            });
             plan.associating.insert(id.clone());
             continue;
         };
@@ -39,7 +47,10 @@ pub(crate) fn association_actions(desired: &Desired, observed: &Observed, memory
         }
         let ours = a.profile_name() == desired.profile_name;
         if !ours && !desired.replace_foreign {
-            plan.problems.push(Problem::ForeignAssociation { instance_id: id.clone(), profile_arn: a.profile_arn.clone() });
+            plan.problems.push(Problem::ForeignAssociation {
+                instance_id: id.clone(),
+                profile_arn: a.profile_arn.clone(),
+            });
             continue;
         }
         match a.state {
@@ -52,7 +63,10 @@ pub(crate) fn association_actions(desired: &Desired, observed: &Observed, memory
             }
             AssociationState::Associated => {
                 // A stopped instance: remove the old association, associate ours next.
-                plan.actions.push(Action::Disassociate { instance_id: id.clone(), association_id: a.id.clone() });
+                plan.actions.push(Action::Disassociate {
+                    instance_id: id.clone(),
+                    association_id: a.id.clone(),
+                });
             }
             _ => plan.waiting.push(id.clone()),
         }
@@ -66,13 +80,18 @@ pub(crate) fn association_actions(desired: &Desired, observed: &Observed, memory
         }
         match a.state {
             AssociationState::Associated => {
-                plan.actions.push(Action::Disassociate { instance_id: a.instance_id.clone(), association_id: a.id.clone() });
+                plan.actions.push(Action::Disassociate {
+                    instance_id: a.instance_id.clone(),
+                    association_id: a.id.clone(),
+                });
                 plan.released.insert(a.instance_id.clone());
             }
             AssociationState::Disassociated => {
                 plan.released.insert(a.instance_id.clone());
             }
-            AssociationState::Associating | AssociationState::Disassociating => plan.waiting.push(a.instance_id.clone()),
+            AssociationState::Associating | AssociationState::Disassociating => {
+                plan.waiting.push(a.instance_id.clone())
+            }
         }
     }
     plan

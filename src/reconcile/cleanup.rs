@@ -4,7 +4,7 @@
 use crate::aws::{Association, AssociationState};
 use crate::naming;
 
-use super::decide::{memory_of, Action, Decision, Desired, Problem};
+use super::decide::{Action, Decision, Desired, Problem, memory_of};
 use super::observe::Observed;
 
 /// Decide the next deletion step. `desired.role` is not used: deletion works
@@ -22,14 +22,24 @@ pub fn decide_cleanup(desired: &Desired, observed: &Observed) -> Decision {
     let Some(profile) = &observed.profile else {
         // Already gone. Instances we select that still point at a dead
         // incarnation of our profile lose that association; nobody else's is touched.
-        for a in users.iter().filter(|a| is_selected(observed, &a.instance_id)) {
+        for a in users
+            .iter()
+            .filter(|a| is_selected(observed, &a.instance_id))
+        {
             step_out(&mut decision, a);
         }
         return decision;
     };
-    let Some(tags) = &profile.tags else { return Decision { actions: vec![Action::ReadProfile], ..Decision::default() } };
+    let Some(tags) = &profile.tags else {
+        return Decision {
+            actions: vec![Action::ReadProfile],
+            ..Decision::default()
+        };
+    };
     if !naming::tags_prove_ownership(tags, &desired.cluster_id, &desired.key) {
-        decision.problems.push(Problem::ForeignProfile { name: profile.name.clone() });
+        decision.problems.push(Problem::ForeignProfile {
+            name: profile.name.clone(),
+        });
         return decision;
     }
     let memory = memory_of(observed).unwrap_or_default();
@@ -42,30 +52,46 @@ pub fn decide_cleanup(desired: &Desired, observed: &Observed) -> Decision {
         }
     }
     if !blocked.is_empty() {
-        decision.problems.push(Problem::DeletionBlocked { instance_ids: blocked });
+        decision.problems.push(Problem::DeletionBlocked {
+            instance_ids: blocked,
+        });
     }
     if !decision.converged() {
         return decision;
     }
-    decision.actions.extend(profile.roles.iter().map(|r| Action::RemoveRole { role: r.name.clone() }));
+    decision
+        .actions
+        .extend(profile.roles.iter().map(|r| Action::RemoveRole {
+            role: r.name.clone(),
+        }));
     decision.actions.push(Action::DeleteProfile);
     decision
 }
 
 fn uses_our_profile(desired: &Desired, observed: &Observed, a: &Association) -> bool {
-    a.profile_name() == desired.profile_name || observed.profile.as_ref().is_some_and(|p| p.id == a.profile_id)
+    a.profile_name() == desired.profile_name
+        || observed
+            .profile
+            .as_ref()
+            .is_some_and(|p| p.id == a.profile_id)
 }
 
 fn is_selected(observed: &Observed, instance_id: &str) -> bool {
-    observed.selected.iter().any(|s| s.instance.id == instance_id)
+    observed
+        .selected
+        .iter()
+        .any(|s| s.instance.id == instance_id)
 }
 
 fn step_out(decision: &mut Decision, a: &Association) {
     match a.state {
-        AssociationState::Associated => decision
-            .actions
-            .push(Action::Disassociate { instance_id: a.instance_id.clone(), association_id: a.id.clone() }),
-        AssociationState::Associating | AssociationState::Disassociating => decision.waiting.push(a.instance_id.clone()),
+        AssociationState::Associated => decision.actions.push(Action::Disassociate {
+            instance_id: a.instance_id.clone(),
+            association_id: a.id.clone(),
+        }),
+        AssociationState::Associating | AssociationState::Disassociating => {
+            decision.waiting.push(a.instance_id.clone())
+        }
         AssociationState::Disassociated => {}
     }
 }
@@ -81,10 +107,17 @@ mod tests {
         let d = desired();
         let p = profile(&d, &["web-app"], Some(&["i-1"]));
         let a = assoc("i-1", &p.arn, &p.id, AssociationState::Associated);
-        let mut o = Observed { profile: Some(p.clone()), selected: vec![selected("i-1", RunState::Running, Some(a.clone()))], ..Observed::default() };
+        let mut o = Observed {
+            profile: Some(p.clone()),
+            selected: vec![selected("i-1", RunState::Running, Some(a.clone()))],
+            ..Observed::default()
+        };
         assert_eq!(
             decide_cleanup(&d, &o).actions,
-            vec![Action::Disassociate { instance_id: "i-1".into(), association_id: a.id.clone() }]
+            vec![Action::Disassociate {
+                instance_id: "i-1".into(),
+                association_id: a.id.clone()
+            }]
         );
         if let Some(a) = o.selected[0].association.as_mut() {
             a.state = AssociationState::Disassociating;
@@ -95,7 +128,12 @@ mod tests {
         o.selected[0].association = None;
         assert_eq!(
             decide_cleanup(&d, &o).actions,
-            vec![Action::RemoveRole { role: "web-app".into() }, Action::DeleteProfile]
+            vec![
+                Action::RemoveRole {
+                    role: "web-app".into()
+                },
+                Action::DeleteProfile
+            ]
         );
     }
 
@@ -112,8 +150,19 @@ mod tests {
             ..Observed::default()
         };
         let dec = decide_cleanup(&d, &o);
-        assert_eq!(dec.actions, vec![Action::Disassociate { instance_id: "i-1".into(), association_id: ours.id }]);
-        assert_eq!(dec.problems, vec![Problem::DeletionBlocked { instance_ids: vec!["i-9".into()] }]);
+        assert_eq!(
+            dec.actions,
+            vec![Action::Disassociate {
+                instance_id: "i-1".into(),
+                association_id: ours.id
+            }]
+        );
+        assert_eq!(
+            dec.problems,
+            vec![Problem::DeletionBlocked {
+                instance_ids: vec!["i-9".into()]
+            }]
+        );
     }
 
     #[test]
@@ -121,18 +170,34 @@ mod tests {
         let d = desired();
         let p = profile(&d, &[], Some(&["i-2"]));
         let a = assoc("i-2", &p.arn, &p.id, AssociationState::Associated);
-        let o = Observed { profile: Some(p), other_users: vec![a.clone()], ..Observed::default() };
-        assert_eq!(decide_cleanup(&d, &o).actions, vec![Action::Disassociate { instance_id: "i-2".into(), association_id: a.id }]);
+        let o = Observed {
+            profile: Some(p),
+            other_users: vec![a.clone()],
+            ..Observed::default()
+        };
+        assert_eq!(
+            decide_cleanup(&d, &o).actions,
+            vec![Action::Disassociate {
+                instance_id: "i-2".into(),
+                association_id: a.id
+            }]
+        );
     }
 
     #[test]
     fn cleanup_reads_tags_and_never_deletes_a_foreign_profile() {
         let d = desired();
-        let o = Observed { profile: Some(profile(&d, &["web-app"], None)), ..Observed::default() };
+        let o = Observed {
+            profile: Some(profile(&d, &["web-app"], None)),
+            ..Observed::default()
+        };
         assert_eq!(decide_cleanup(&d, &o).actions, vec![Action::ReadProfile]);
         let mut p = profile(&d, &["web-app"], Some(&[]));
         p.tags = Some(std::collections::BTreeMap::new());
-        let o = Observed { profile: Some(p), ..Observed::default() };
+        let o = Observed {
+            profile: Some(p),
+            ..Observed::default()
+        };
         let dec = decide_cleanup(&d, &o);
         assert!(dec.actions.is_empty());
         assert!(matches!(dec.problems[..], [Problem::ForeignProfile { .. }]));

@@ -28,14 +28,29 @@ pub struct Desired {
 pub enum Action {
     /// Read the profile's tags and roles (ownership proof, instance memory).
     ReadProfile,
-    CreateProfile { memory: BTreeSet<String> },
+    CreateProfile {
+        memory: BTreeSet<String>,
+    },
     /// Write the instance memory tags.
-    RecordInstances { ids: BTreeSet<String> },
-    RemoveRole { role: String },
+    RecordInstances {
+        ids: BTreeSet<String>,
+    },
+    RemoveRole {
+        role: String,
+    },
     AddRole,
-    Associate { instance_id: String },
-    Replace { instance_id: String, association_id: String, foreign: bool },
-    Disassociate { instance_id: String, association_id: String },
+    Associate {
+        instance_id: String,
+    },
+    Replace {
+        instance_id: String,
+        association_id: String,
+        foreign: bool,
+    },
+    Disassociate {
+        instance_id: String,
+        association_id: String,
+    },
     DeleteProfile,
 }
 
@@ -52,7 +67,10 @@ pub enum Problem {
     /// A profile with our name exists and its tags do not prove it ours.
     ForeignProfile { name: String },
     /// A selected instance holds another profile and replacing it is not allowed.
-    ForeignAssociation { instance_id: String, profile_arn: String },
+    ForeignAssociation {
+        instance_id: String,
+        profile_arn: String,
+    },
     /// Instances we do not manage still use the profile.
     DeletionBlocked { instance_ids: Vec<String> },
 }
@@ -68,11 +86,17 @@ pub struct Decision {
 
 impl Decision {
     fn one(action: Action) -> Self {
-        Self { actions: vec![action], ..Self::default() }
+        Self {
+            actions: vec![action],
+            ..Self::default()
+        }
     }
 
     fn problem(problem: Problem) -> Self {
-        Self { problems: vec![problem], ..Self::default() }
+        Self {
+            problems: vec![problem],
+            ..Self::default()
+        }
     }
 
     /// Nothing to do, nothing to wait for, nothing wrong.
@@ -84,20 +108,31 @@ impl Decision {
 
 /// The instance memory of the observed profile: `None` while its tags are unread.
 pub(crate) fn memory_of(observed: &Observed) -> Option<InstanceMemory> {
-    observed.profile.as_ref()?.tags.as_ref().map(naming::instances_from_tags)
+    observed
+        .profile
+        .as_ref()?
+        .tags
+        .as_ref()
+        .map(naming::instances_from_tags)
 }
 
 /// Decide what brings a live binding to its desired state.
 #[must_use]
 pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
     let Some(profile) = &observed.profile else {
-        let memory = observed.selected.iter().map(|s| s.instance.id.clone()).collect();
+        let memory = observed
+            .selected
+            .iter()
+            .map(|s| s.instance.id.clone())
+            .collect();
         return Decision::one(Action::CreateProfile { memory });
     };
     if let Some(tags) = &profile.tags
         && !naming::tags_prove_ownership(tags, &desired.cluster_id, &desired.key)
     {
-        return Decision::problem(Problem::ForeignProfile { name: profile.name.clone() });
+        return Decision::problem(Problem::ForeignProfile {
+            name: profile.name.clone(),
+        });
     }
     let mut decision = Decision::default();
     decision.actions.extend(role_actions(desired, profile));
@@ -105,17 +140,23 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
     let assoc = association_actions(desired, observed, memory.as_ref());
     // Mutations and judging who else uses the profile need its tags: ownership
     // proof first, then the memory of which instances are ours.
-    let needs_tags = !decision.actions.is_empty() || !assoc.actions.is_empty() || !observed.other_users.is_empty();
+    let needs_tags = !decision.actions.is_empty()
+        || !assoc.actions.is_empty()
+        || !observed.other_users.is_empty();
     if profile.tags.is_none() && needs_tags {
         return Decision::one(Action::ReadProfile);
     }
     let memory = memory.unwrap_or_default();
     if let Some(grown) = grown_memory(&memory, &assoc.associating) {
-        decision.actions.push(Action::RecordInstances { ids: grown });
+        decision
+            .actions
+            .push(Action::RecordInstances { ids: grown });
     }
     decision.actions.extend(assoc.actions);
     if let Some(shrunk) = shrunk_memory(&memory, &assoc.released) {
-        decision.actions.push(Action::RecordInstances { ids: shrunk });
+        decision
+            .actions
+            .push(Action::RecordInstances { ids: shrunk });
     }
     decision.waiting = assoc.waiting;
     decision.problems = assoc.problems;
@@ -125,7 +166,10 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
 /// The memory with `adding` in it, when it is not there yet. Written before
 /// associating so that a crash never leaves an association we cannot prove ours.
 fn grown_memory(memory: &InstanceMemory, adding: &BTreeSet<String>) -> Option<BTreeSet<String>> {
-    if adding.is_empty() || matches!(memory, InstanceMemory::All) || adding.iter().all(|id| memory.contains(id)) {
+    if adding.is_empty()
+        || matches!(memory, InstanceMemory::All)
+        || adding.iter().all(|id| memory.contains(id))
+    {
         return None;
     }
     let mut ids = memory.ids();
@@ -135,7 +179,9 @@ fn grown_memory(memory: &InstanceMemory, adding: &BTreeSet<String>) -> Option<BT
 
 /// The memory without `released`, after their associations are gone.
 fn shrunk_memory(memory: &InstanceMemory, released: &BTreeSet<String>) -> Option<BTreeSet<String>> {
-    let InstanceMemory::Ids(ids) = memory else { return None };
+    let InstanceMemory::Ids(ids) = memory else {
+        return None;
+    };
     if !released.iter().any(|id| ids.contains(id)) {
         return None;
     }
@@ -151,14 +197,21 @@ pub(crate) mod tests {
     use crate::reconcile::observe::SelectedInstance;
 
     pub(crate) fn desired() -> Desired {
-        let key = BindingKey { namespace: "team-a".into(), name: "web".into() };
+        let key = BindingKey {
+            namespace: "team-a".into(),
+            name: "web".into(),
+        };
         Desired {
             profile_name: naming::profile_name("c1", &key),
             tags: naming::ownership_tags("c1", &key, None),
             key,
             cluster_id: "c1".into(),
             path: "/ipb/c1/".into(),
-            role: RoleInfo { name: "web-app".into(), arn: "arn:aws:iam::123456789012:role/web-app".into(), trusts_ec2: true },
+            role: RoleInfo {
+                name: "web-app".into(),
+                arn: "arn:aws:iam::123456789012:role/web-app".into(),
+                trusts_ec2: true,
+            },
             replace_foreign: false,
         }
     }
@@ -166,27 +219,44 @@ pub(crate) mod tests {
     pub(crate) fn profile(d: &Desired, roles: &[&str], memory: Option<&[&str]>) -> Profile {
         let tags = memory.map(|ids| {
             let mut t = d.tags.clone();
-            t.extend(naming::instances_to_tags(&ids.iter().map(|s| (*s).to_string()).collect()));
+            t.extend(naming::instances_to_tags(
+                &ids.iter().map(|s| (*s).to_string()).collect(),
+            ));
             t
         });
         Profile {
             name: d.profile_name.clone(),
             path: d.path.clone(),
-            arn: format!("arn:aws:iam::123456789012:instance-profile/ipb/c1/{}", d.profile_name),
+            arn: format!(
+                "arn:aws:iam::123456789012:instance-profile/ipb/c1/{}",
+                d.profile_name
+            ),
             id: "AIPACURRENT".into(),
             roles: roles
                 .iter()
-                .map(|r| RoleRef { name: (*r).into(), arn: format!("arn:aws:iam::123456789012:role/{r}") })
+                .map(|r| RoleRef {
+                    name: (*r).into(),
+                    arn: format!("arn:aws:iam::123456789012:role/{r}"),
+                })
                 .collect(),
             tags,
         }
     }
 
     pub(crate) fn instance(id: &str, state: RunState) -> Instance {
-        Instance { id: id.into(), state, tags: BTreeMap::new() }
+        Instance {
+            id: id.into(),
+            state,
+            tags: BTreeMap::new(),
+        }
     }
 
-    pub(crate) fn assoc(instance: &str, profile_arn: &str, profile_id: &str, state: AssociationState) -> Association {
+    pub(crate) fn assoc(
+        instance: &str,
+        profile_arn: &str,
+        profile_id: &str,
+        state: AssociationState,
+    ) -> Association {
         Association {
             id: format!("iip-assoc-{instance}"),
             instance_id: instance.into(),
@@ -196,8 +266,15 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn selected(id: &str, state: RunState, association: Option<Association>) -> SelectedInstance {
-        SelectedInstance { instance: instance(id, state), association }
+    pub(crate) fn selected(
+        id: &str,
+        state: RunState,
+        association: Option<Association>,
+    ) -> SelectedInstance {
+        SelectedInstance {
+            instance: instance(id, state),
+            association,
+        }
     }
 
     const FOREIGN_ARN: &str = "arn:aws:iam::123456789012:instance-profile/other";
@@ -205,9 +282,15 @@ pub(crate) mod tests {
     #[test]
     fn missing_profile_is_created_with_the_selection_in_memory() {
         let d = desired();
-        let o = Observed { selected: vec![selected("i-1", RunState::Running, None)], ..Observed::default() };
+        let o = Observed {
+            selected: vec![selected("i-1", RunState::Running, None)],
+            ..Observed::default()
+        };
         let want: BTreeSet<String> = ["i-1".to_string()].into();
-        assert_eq!(decide_apply(&d, &o).actions, vec![Action::CreateProfile { memory: want }]);
+        assert_eq!(
+            decide_apply(&d, &o).actions,
+            vec![Action::CreateProfile { memory: want }]
+        );
     }
 
     #[test]
@@ -216,15 +299,22 @@ pub(crate) mod tests {
         let p = profile(&d, &[], Some(&["i-1", "i-2"]));
         let o = Observed {
             profile: Some(p),
-            selected: vec![selected("i-1", RunState::Running, None), selected("i-2", RunState::Stopped, None)],
+            selected: vec![
+                selected("i-1", RunState::Running, None),
+                selected("i-2", RunState::Stopped, None),
+            ],
             ..Observed::default()
         };
         assert_eq!(
             decide_apply(&d, &o).actions,
             vec![
                 Action::AddRole,
-                Action::Associate { instance_id: "i-1".into() },
-                Action::Associate { instance_id: "i-2".into() },
+                Action::Associate {
+                    instance_id: "i-1".into()
+                },
+                Action::Associate {
+                    instance_id: "i-2".into()
+                },
             ]
         );
     }
@@ -234,7 +324,11 @@ pub(crate) mod tests {
         let d = desired();
         let p = profile(&d, &["web-app"], None);
         let a = assoc("i-1", &p.arn, &p.id, AssociationState::Associated);
-        let o = Observed { profile: Some(p), selected: vec![selected("i-1", RunState::Running, Some(a))], ..Observed::default() };
+        let o = Observed {
+            profile: Some(p),
+            selected: vec![selected("i-1", RunState::Running, Some(a))],
+            ..Observed::default()
+        };
         assert!(decide_apply(&d, &o).converged());
     }
 
@@ -242,9 +336,15 @@ pub(crate) mod tests {
     fn mutation_on_a_listed_profile_reads_its_tags_first() {
         let d = desired();
         // role removed out of band (SPEC §5 "no roles attached")
-        let o = Observed { profile: Some(profile(&d, &[], None)), ..Observed::default() };
+        let o = Observed {
+            profile: Some(profile(&d, &[], None)),
+            ..Observed::default()
+        };
         assert_eq!(decide_apply(&d, &o).actions, vec![Action::ReadProfile]);
-        let o = Observed { profile: Some(profile(&d, &[], Some(&[]))), ..Observed::default() };
+        let o = Observed {
+            profile: Some(profile(&d, &[], Some(&[]))),
+            ..Observed::default()
+        };
         assert_eq!(decide_apply(&d, &o).actions, vec![Action::AddRole]);
     }
 
@@ -253,19 +353,36 @@ pub(crate) mod tests {
         let d = desired();
         let mut p = profile(&d, &["someone-else"], None);
         p.tags = Some(BTreeMap::from([("owner".to_string(), "them".to_string())]));
-        let o = Observed { profile: Some(p), selected: vec![selected("i-1", RunState::Running, None)], ..Observed::default() };
+        let o = Observed {
+            profile: Some(p),
+            selected: vec![selected("i-1", RunState::Running, None)],
+            ..Observed::default()
+        };
         let dec = decide_apply(&d, &o);
         assert!(dec.actions.is_empty());
-        assert_eq!(dec.problems, vec![Problem::ForeignProfile { name: d.profile_name.clone() }]);
+        assert_eq!(
+            dec.problems,
+            vec![Problem::ForeignProfile {
+                name: d.profile_name.clone()
+            }]
+        );
     }
 
     #[test]
     fn other_role_is_removed_before_ours_is_added() {
         let d = desired();
-        let o = Observed { profile: Some(profile(&d, &["old-role"], Some(&[]))), ..Observed::default() };
+        let o = Observed {
+            profile: Some(profile(&d, &["old-role"], Some(&[]))),
+            ..Observed::default()
+        };
         assert_eq!(
             decide_apply(&d, &o).actions,
-            vec![Action::RemoveRole { role: "old-role".into() }, Action::AddRole]
+            vec![
+                Action::RemoveRole {
+                    role: "old-role".into()
+                },
+                Action::AddRole
+            ]
         );
     }
 
@@ -276,31 +393,120 @@ pub(crate) mod tests {
         let dead_arn = p.arn.clone();
         let cases: Vec<(SelectedInstance, Vec<Action>, bool, bool)> = vec![
             // ours, associated: nothing
-            (selected("i-1", RunState::Running, Some(assoc("i-1", &p.arn, &p.id, AssociationState::Associated))), vec![], false, false),
+            (
+                selected(
+                    "i-1",
+                    RunState::Running,
+                    Some(assoc("i-1", &p.arn, &p.id, AssociationState::Associated)),
+                ),
+                vec![],
+                false,
+                false,
+            ),
             // ours, associating / disassociating: wait
-            (selected("i-1", RunState::Running, Some(assoc("i-1", &p.arn, &p.id, AssociationState::Associating))), vec![], true, false),
-            (selected("i-1", RunState::Running, Some(assoc("i-1", &p.arn, &p.id, AssociationState::Disassociating))), vec![], true, false),
+            (
+                selected(
+                    "i-1",
+                    RunState::Running,
+                    Some(assoc("i-1", &p.arn, &p.id, AssociationState::Associating)),
+                ),
+                vec![],
+                true,
+                false,
+            ),
+            (
+                selected(
+                    "i-1",
+                    RunState::Running,
+                    Some(assoc(
+                        "i-1",
+                        &p.arn,
+                        &p.id,
+                        AssociationState::Disassociating,
+                    )),
+                ),
+                vec![],
+                true,
+                false,
+            ),
             // profile recreated under the same name: dead id → replace (running)
             (
-                selected("i-1", RunState::Running, Some(assoc("i-1", &dead_arn, "AIPADEAD", AssociationState::Associated))),
-                vec![Action::Replace { instance_id: "i-1".into(), association_id: "iip-assoc-i-1".into(), foreign: false }],
+                selected(
+                    "i-1",
+                    RunState::Running,
+                    Some(assoc(
+                        "i-1",
+                        &dead_arn,
+                        "AIPADEAD",
+                        AssociationState::Associated,
+                    )),
+                ),
+                vec![Action::Replace {
+                    instance_id: "i-1".into(),
+                    association_id: "iip-assoc-i-1".into(),
+                    foreign: false,
+                }],
                 false,
                 false,
             ),
             // … or disassociate first (stopped)
             (
-                selected("i-1", RunState::Stopped, Some(assoc("i-1", &dead_arn, "AIPADEAD", AssociationState::Associated))),
-                vec![Action::Disassociate { instance_id: "i-1".into(), association_id: "iip-assoc-i-1".into() }],
+                selected(
+                    "i-1",
+                    RunState::Stopped,
+                    Some(assoc(
+                        "i-1",
+                        &dead_arn,
+                        "AIPADEAD",
+                        AssociationState::Associated,
+                    )),
+                ),
+                vec![Action::Disassociate {
+                    instance_id: "i-1".into(),
+                    association_id: "iip-assoc-i-1".into(),
+                }],
                 false,
                 false,
             ),
             // foreign association without permission to replace: problem
-            (selected("i-1", RunState::Running, Some(assoc("i-1", FOREIGN_ARN, "AIPAOTHER", AssociationState::Associated))), vec![], false, true),
+            (
+                selected(
+                    "i-1",
+                    RunState::Running,
+                    Some(assoc(
+                        "i-1",
+                        FOREIGN_ARN,
+                        "AIPAOTHER",
+                        AssociationState::Associated,
+                    )),
+                ),
+                vec![],
+                false,
+                true,
+            ),
             // foreign association in transition: still not ours to touch
-            (selected("i-1", RunState::Running, Some(assoc("i-1", FOREIGN_ARN, "AIPAOTHER", AssociationState::Associating))), vec![], false, true),
+            (
+                selected(
+                    "i-1",
+                    RunState::Running,
+                    Some(assoc(
+                        "i-1",
+                        FOREIGN_ARN,
+                        "AIPAOTHER",
+                        AssociationState::Associating,
+                    )),
+                ),
+                vec![],
+                false,
+                true,
+            ),
         ];
         for (sel, want, waits, problem) in cases {
-            let o = Observed { profile: Some(p.clone()), selected: vec![sel.clone()], ..Observed::default() };
+            let o = Observed {
+                profile: Some(p.clone()),
+                selected: vec![sel.clone()],
+                ..Observed::default()
+            };
             let dec = decide_apply(&d, &o);
             assert_eq!(dec.actions, want, "{sel:?}");
             assert_eq!(!dec.waiting.is_empty(), waits, "{sel:?}");
@@ -313,14 +519,31 @@ pub(crate) mod tests {
         let mut d = desired();
         d.replace_foreign = true;
         let p = profile(&d, &["web-app"], Some(&[]));
-        let running = selected("i-1", RunState::Running, Some(assoc("i-1", FOREIGN_ARN, "AIPAOTHER", AssociationState::Associated)));
-        let o = Observed { profile: Some(p.clone()), selected: vec![running], ..Observed::default() };
+        let running = selected(
+            "i-1",
+            RunState::Running,
+            Some(assoc(
+                "i-1",
+                FOREIGN_ARN,
+                "AIPAOTHER",
+                AssociationState::Associated,
+            )),
+        );
+        let o = Observed {
+            profile: Some(p.clone()),
+            selected: vec![running],
+            ..Observed::default()
+        };
         let want: BTreeSet<String> = ["i-1".to_string()].into();
         assert_eq!(
             decide_apply(&d, &o).actions,
             vec![
                 Action::RecordInstances { ids: want },
-                Action::Replace { instance_id: "i-1".into(), association_id: "iip-assoc-i-1".into(), foreign: true },
+                Action::Replace {
+                    instance_id: "i-1".into(),
+                    association_id: "iip-assoc-i-1".into(),
+                    foreign: true
+                },
             ]
         );
     }
@@ -332,13 +555,21 @@ pub(crate) mod tests {
         let a = assoc("i-1", &p.arn, &p.id, AssociationState::Associated);
         let o = Observed {
             profile: Some(p),
-            selected: vec![selected("i-1", RunState::Running, Some(a)), selected("i-2", RunState::Running, None)],
+            selected: vec![
+                selected("i-1", RunState::Running, Some(a)),
+                selected("i-2", RunState::Running, None),
+            ],
             ..Observed::default()
         };
         let want: BTreeSet<String> = ["i-1".to_string(), "i-2".to_string()].into();
         assert_eq!(
             decide_apply(&d, &o).actions,
-            vec![Action::RecordInstances { ids: want }, Action::Associate { instance_id: "i-2".into() }]
+            vec![
+                Action::RecordInstances { ids: want },
+                Action::Associate {
+                    instance_id: "i-2".into()
+                }
+            ]
         );
     }
 
@@ -348,12 +579,19 @@ pub(crate) mod tests {
         let p = profile(&d, &["web-app"], Some(&["i-1", "i-2"]));
         let ours = assoc("i-2", &p.arn, &p.id, AssociationState::Associated);
         let stranger = assoc("i-9", &p.arn, &p.id, AssociationState::Associated);
-        let o = Observed { profile: Some(p), other_users: vec![ours, stranger], ..Observed::default() };
+        let o = Observed {
+            profile: Some(p),
+            other_users: vec![ours, stranger],
+            ..Observed::default()
+        };
         let want: BTreeSet<String> = ["i-1".to_string()].into();
         assert_eq!(
             decide_apply(&d, &o).actions,
             vec![
-                Action::Disassociate { instance_id: "i-2".into(), association_id: "iip-assoc-i-2".into() },
+                Action::Disassociate {
+                    instance_id: "i-2".into(),
+                    association_id: "iip-assoc-i-2".into()
+                },
                 Action::RecordInstances { ids: want },
             ]
         );
@@ -364,7 +602,11 @@ pub(crate) mod tests {
         let d = desired();
         let p = profile(&d, &["web-app"], None);
         let other = assoc("i-2", &p.arn, &p.id, AssociationState::Associated);
-        let o = Observed { profile: Some(p), other_users: vec![other], ..Observed::default() };
+        let o = Observed {
+            profile: Some(p),
+            other_users: vec![other],
+            ..Observed::default()
+        };
         assert_eq!(decide_apply(&d, &o).actions, vec![Action::ReadProfile]);
     }
 }

@@ -27,7 +27,9 @@ pub use observe::{Observed, Selector, Snapshot};
 pub enum Failure {
     #[error("role {role} not found{}", near.as_ref().map(|n| format!("; did you mean {n}? (role names are case-sensitive)")).unwrap_or_default())]
     RoleNotFound { role: String, near: Option<String> },
-    #[error("the trust policy of role {role} does not allow ec2.amazonaws.com to call sts:AssumeRole, so instances could not use it; add EC2 as a trusted service")]
+    #[error(
+        "the trust policy of role {role} does not allow ec2.amazonaws.com to call sts:AssumeRole, so instances could not use it; add EC2 as a trusted service"
+    )]
     TrustPolicyMissingEc2 { role: String },
     #[error("{0}")]
     Aws(AwsError),
@@ -49,7 +51,10 @@ impl Failure {
     pub fn needs_user(&self) -> bool {
         match self {
             Self::RoleNotFound { .. } | Self::TrustPolicyMissingEc2 { .. } => true,
-            Self::Aws(e) => matches!(e.kind, ErrorKind::AccessDenied | ErrorKind::QuotaExceeded | ErrorKind::Other),
+            Self::Aws(e) => matches!(
+                e.kind,
+                ErrorKind::AccessDenied | ErrorKind::QuotaExceeded | ErrorKind::Other
+            ),
         }
     }
 
@@ -66,7 +71,10 @@ impl Failure {
                 e.action, e.message
             ),
             Self::Aws(e) if e.kind == ErrorKind::QuotaExceeded => {
-                format!("instance profile quota of the account reached: {}; delete unused profiles or raise the quota", e.message)
+                format!(
+                    "instance profile quota of the account reached: {}; delete unused profiles or raise the quota",
+                    e.message
+                )
             }
             other => other.to_string(),
         }
@@ -176,11 +184,17 @@ impl Engine {
 
     #[must_use]
     pub fn path_for(&self, spec: &InstanceProfileBindingSpec) -> String {
-        spec.instance_profile.as_ref().and_then(|p| p.path.clone()).unwrap_or_else(|| self.default_path())
+        spec.instance_profile
+            .as_ref()
+            .and_then(|p| p.path.clone())
+            .unwrap_or_else(|| self.default_path())
     }
 
     /// Every path prefix a snapshot has to list for these bindings.
-    pub fn snapshot_paths<'a>(&self, specs: impl IntoIterator<Item = &'a InstanceProfileBindingSpec>) -> BTreeSet<String> {
+    pub fn snapshot_paths<'a>(
+        &self,
+        specs: impl IntoIterator<Item = &'a InstanceProfileBindingSpec>,
+    ) -> BTreeSet<String> {
         let mut paths: BTreeSet<String> = specs.into_iter().map(|s| self.path_for(s)).collect();
         paths.insert(self.default_path());
         paths
@@ -211,26 +225,56 @@ impl Engine {
         let role = match role::resolve_role(&self.aws, &self.roles, &b.spec.role).await {
             Ok(role) => role,
             Err(failure) => {
-                let desired = self.desired(b, RoleInfo { name: role::role_name(&b.spec.role).into(), arn: String::new(), trusts_ec2: false });
-                return status::outcome(b, &desired, &observed, &Decision::default(), Vec::new(), Some(failure), false);
+                let desired = self.desired(
+                    b,
+                    RoleInfo {
+                        name: role::role_name(&b.spec.role).into(),
+                        arn: String::new(),
+                        trusts_ec2: false,
+                    },
+                );
+                return status::outcome(
+                    b,
+                    &desired,
+                    &observed,
+                    &Decision::default(),
+                    Vec::new(),
+                    Some(failure),
+                    false,
+                );
             }
         };
         let desired = self.desired(b, role);
-        self.converge(b, &desired, &mut observed, dry_run, Mode::Apply).await
+        self.converge(b, &desired, &mut observed, dry_run, Mode::Apply)
+            .await
     }
 
     /// Deletes what a binding owns in AWS, safely (or, with `dry_run`, says how).
     pub async fn cleanup(&self, b: &BindingInput, snapshot: &Snapshot, dry_run: bool) -> Outcome {
-        let role = RoleInfo { name: role::role_name(&b.spec.role).into(), arn: String::new(), trusts_ec2: true };
+        let role = RoleInfo {
+            name: role::role_name(&b.spec.role).into(),
+            arn: String::new(),
+            trusts_ec2: true,
+        };
         let desired = self.desired(b, role);
         if b.spec.deletion_policy == DeletionPolicy::Retain {
             let observed = Observed::default();
-            let mut out = status::outcome(b, &desired, &observed, &Decision::default(), Vec::new(), None, true);
+            let mut out = status::outcome(
+                b,
+                &desired,
+                &observed,
+                &Decision::default(),
+                Vec::new(),
+                None,
+                true,
+            );
             out.message = "deletionPolicy Retain: AWS resources left in place".into();
             return out;
         }
-        let mut observed = Observed::from_snapshot(snapshot, &desired.profile_name, &selector_of(&b.spec));
-        self.converge(b, &desired, &mut observed, dry_run, Mode::Cleanup).await
+        let mut observed =
+            Observed::from_snapshot(snapshot, &desired.profile_name, &selector_of(&b.spec));
+        self.converge(b, &desired, &mut observed, dry_run, Mode::Cleanup)
+            .await
     }
 
     async fn converge(
@@ -263,16 +307,30 @@ impl Engine {
                 }
                 Ok(None) => {}
                 Err(Stop::Reobserve) => {
-                    let decision = Decision { waiting: vec!["(re-reading AWS state)".into()], ..Decision::default() };
+                    let decision = Decision {
+                        waiting: vec!["(re-reading AWS state)".into()],
+                        ..Decision::default()
+                    };
                     return status::outcome(b, desired, observed, &decision, records, None, false);
                 }
                 Err(Stop::Failed(e)) => {
                     let decision = decide(desired, observed);
-                    return status::outcome(b, desired, observed, &decision, records, Some(Failure::Aws(e)), false);
+                    return status::outcome(
+                        b,
+                        desired,
+                        observed,
+                        &decision,
+                        records,
+                        Some(Failure::Aws(e)),
+                        false,
+                    );
                 }
             }
         }
-        let decision = Decision { waiting: vec!["(step budget spent)".into()], ..decide(desired, observed) };
+        let decision = Decision {
+            waiting: vec!["(step budget spent)".into()],
+            ..decide(desired, observed)
+        };
         status::outcome(b, desired, observed, &decision, records, None, false)
     }
 }
@@ -286,7 +344,10 @@ enum Mode {
 /// The selector of a spec.
 #[must_use]
 pub fn selector_of(spec: &InstanceProfileBindingSpec) -> Selector {
-    Selector { ids: spec.instances.ids.iter().cloned().collect(), tags: spec.instances.tags.clone() }
+    Selector {
+        ids: spec.instances.ids.iter().cloned().collect(),
+        tags: spec.instances.tags.clone(),
+    }
 }
 
 /// Per-binding error backoff (kube-runtime has none): capped, jittered
@@ -321,7 +382,10 @@ impl Backoffs {
                         .without_max_times()
                         .build()
                 };
-                let entry = self.entries.entry(key.to_string()).or_insert_with(|| (class, fresh()));
+                let entry = self
+                    .entries
+                    .entry(key.to_string())
+                    .or_insert_with(|| (class, fresh()));
                 if entry.0 != class {
                     *entry = (class, fresh());
                 }
@@ -342,16 +406,25 @@ mod backoff_tests {
     #[test]
     fn backoff_grows_is_capped_and_resets() {
         let mut b = Backoffs::default();
-        let first = b.next("a", Next::Backoff(BackoffClass::Propagation)).unwrap_or_default();
-        assert!(first < Duration::from_secs(1), "sub-second first retry, got {first:?}");
+        let first = b
+            .next("a", Next::Backoff(BackoffClass::Propagation))
+            .unwrap_or_default();
+        assert!(
+            first < Duration::from_secs(1),
+            "sub-second first retry, got {first:?}"
+        );
         let mut last = first;
         for _ in 0..20 {
-            last = b.next("a", Next::Backoff(BackoffClass::Propagation)).unwrap_or_default();
+            last = b
+                .next("a", Next::Backoff(BackoffClass::Propagation))
+                .unwrap_or_default();
         }
         assert!(last <= BackoffClass::Propagation.bounds().1);
         assert!(last >= Duration::from_secs(5), "grew to {last:?}");
         assert_eq!(b.next("a", Next::Resync), None);
-        let again = b.next("a", Next::Backoff(BackoffClass::Slow)).unwrap_or_default();
+        let again = b
+            .next("a", Next::Backoff(BackoffClass::Slow))
+            .unwrap_or_default();
         assert!(again >= BackoffClass::Slow.bounds().0);
     }
 }

@@ -28,7 +28,11 @@ impl Snapshot {
         let taken_at = Instant::now();
         let prefixes: Vec<&String> = path_prefixes
             .iter()
-            .filter(|p| !path_prefixes.iter().any(|q| q != *p && p.starts_with(q.as_str())))
+            .filter(|p| {
+                !path_prefixes
+                    .iter()
+                    .any(|q| q != *p && p.starts_with(q.as_str()))
+            })
             .collect();
         let profiles = async {
             let mut all = HashMap::new();
@@ -39,9 +43,17 @@ impl Snapshot {
             }
             Ok::<_, AwsError>(all)
         };
-        let (profiles, associations, instances) =
-            tokio::try_join!(profiles, aws.describe_associations(), aws.describe_instances())?;
-        Ok(Self::from_parts(taken_at, profiles, associations, instances))
+        let (profiles, associations, instances) = tokio::try_join!(
+            profiles,
+            aws.describe_associations(),
+            aws.describe_instances()
+        )?;
+        Ok(Self::from_parts(
+            taken_at,
+            profiles,
+            associations,
+            instances,
+        ))
     }
 
     #[must_use]
@@ -55,9 +67,10 @@ impl Snapshot {
         for a in associations {
             // During a Replace an instance can briefly show two; the one not on
             // its way out is the one to act on.
-            let keep_existing = by_instance
-                .get(&a.instance_id)
-                .is_some_and(|old| a.state == AssociationState::Disassociating && old.state != AssociationState::Disassociating);
+            let keep_existing = by_instance.get(&a.instance_id).is_some_and(|old| {
+                a.state == AssociationState::Disassociating
+                    && old.state != AssociationState::Disassociating
+            });
             if !keep_existing {
                 by_instance.insert(a.instance_id.clone(), a);
             }
@@ -102,7 +115,11 @@ impl Selector {
     #[must_use]
     pub fn matches(&self, instance: &Instance) -> bool {
         self.ids.contains(&instance.id)
-            || (!self.tags.is_empty() && self.tags.iter().all(|(k, v)| instance.tags.get(k) == Some(v)))
+            || (!self.tags.is_empty()
+                && self
+                    .tags
+                    .iter()
+                    .all(|(k, v)| instance.tags.get(k) == Some(v)))
     }
 }
 
@@ -115,23 +132,42 @@ impl Observed {
             .instances
             .values()
             .filter(|i| selector.matches(i))
-            .map(|i| SelectedInstance { instance: i.clone(), association: snapshot.associations.get(&i.id).cloned() })
+            .map(|i| SelectedInstance {
+                instance: i.clone(),
+                association: snapshot.associations.get(&i.id).cloned(),
+            })
             .collect();
         selected.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
-        let selected_ids: BTreeSet<&str> = selected.iter().map(|s| s.instance.id.as_str()).collect();
+        let selected_ids: BTreeSet<&str> =
+            selected.iter().map(|s| s.instance.id.as_str()).collect();
         let mut other_users: Vec<Association> = snapshot
             .associations
             .values()
             .filter(|a| !selected_ids.contains(a.instance_id.as_str()))
-            .filter(|a| a.profile_name() == profile_name || profile.as_ref().is_some_and(|p| p.id == a.profile_id))
+            .filter(|a| {
+                a.profile_name() == profile_name
+                    || profile.as_ref().is_some_and(|p| p.id == a.profile_id)
+            })
             .cloned()
             .collect();
         other_users.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
-        let missing = selector.ids.iter().filter(|id| !snapshot.instances.contains_key(*id)).cloned().collect();
-        Self { profile, selected, other_users, missing }
+        let missing = selector
+            .ids
+            .iter()
+            .filter(|id| !snapshot.instances.contains_key(*id))
+            .cloned()
+            .collect();
+        Self {
+            profile,
+            selected,
+            other_users,
+            missing,
+        }
     }
 
     pub(crate) fn selected_mut(&mut self, instance_id: &str) -> Option<&mut SelectedInstance> {
-        self.selected.iter_mut().find(|s| s.instance.id == instance_id)
+        self.selected
+            .iter_mut()
+            .find(|s| s.instance.id == instance_id)
     }
 }

@@ -11,9 +11,15 @@ pub(crate) fn role_actions(desired: &Desired, profile: &Profile) -> Vec<Action> 
         .roles
         .iter()
         .filter(|r| !is_desired(desired, &r.name, &r.arn))
-        .map(|r| Action::RemoveRole { role: r.name.clone() })
+        .map(|r| Action::RemoveRole {
+            role: r.name.clone(),
+        })
         .collect();
-    if !profile.roles.iter().any(|r| is_desired(desired, &r.name, &r.arn)) {
+    if !profile
+        .roles
+        .iter()
+        .any(|r| is_desired(desired, &r.name, &r.arn))
+    {
         actions.push(Action::AddRole);
     }
     actions

@@ -18,11 +18,18 @@ pub fn role_name(spec_role: &str) -> &str {
 /// A role whose name differs only in case (IAM names are case-sensitive, people are not).
 #[must_use]
 pub fn near_match<'a>(wanted: &str, names: &'a [String]) -> Option<&'a str> {
-    names.iter().find(|n| n.as_str() != wanted && n.eq_ignore_ascii_case(wanted)).map(String::as_str)
+    names
+        .iter()
+        .find(|n| n.as_str() != wanted && n.eq_ignore_ascii_case(wanted))
+        .map(String::as_str)
 }
 
 /// Looks the role up (through the cache) and checks it can serve EC2.
-pub(crate) async fn resolve_role(aws: &Aws, cache: &RoleCache, spec_role: &str) -> Result<RoleInfo, Failure> {
+pub(crate) async fn resolve_role(
+    aws: &Aws,
+    cache: &RoleCache,
+    spec_role: &str,
+) -> Result<RoleInfo, Failure> {
     let name = role_name(spec_role);
     let _guard = match cache.get(name) {
         Some(_) => None,
@@ -44,15 +51,25 @@ pub(crate) async fn resolve_role(aws: &Aws, cache: &RoleCache, spec_role: &str) 
                 }
                 Err(Some(e)) => return Err(Failure::Aws(e)),
                 Err(None) => {
-                    let near = aws.list_role_names().await.ok().and_then(|names| near_match(name, &names).map(str::to_string));
-                    return Err(Failure::RoleNotFound { role: spec_role.to_string(), near });
+                    let near = aws
+                        .list_role_names()
+                        .await
+                        .ok()
+                        .and_then(|names| near_match(name, &names).map(str::to_string));
+                    return Err(Failure::RoleNotFound {
+                        role: spec_role.to_string(),
+                        near,
+                    });
                 }
             }
         }
     };
     let role = found.map_err(Failure::Aws)?;
     if spec_role.starts_with("arn:") && role.arn != spec_role {
-        return Err(Failure::RoleNotFound { role: spec_role.to_string(), near: Some(role.arn) });
+        return Err(Failure::RoleNotFound {
+            role: spec_role.to_string(),
+            near: Some(role.arn),
+        });
     }
     if !role.trusts_ec2 {
         return Err(Failure::TrustPolicyMissingEc2 { role: role.name });
@@ -67,8 +84,14 @@ mod tests {
     #[test]
     fn names_from_arns() {
         assert_eq!(role_name("web-app"), "web-app");
-        assert_eq!(role_name("arn:aws:iam::123456789012:role/web-app"), "web-app");
-        assert_eq!(role_name("arn:aws:iam::123456789012:role/team/a/web-app"), "web-app");
+        assert_eq!(
+            role_name("arn:aws:iam::123456789012:role/web-app"),
+            "web-app"
+        );
+        assert_eq!(
+            role_name("arn:aws:iam::123456789012:role/team/a/web-app"),
+            "web-app"
+        );
     }
 
     #[test]

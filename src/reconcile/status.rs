@@ -1,7 +1,9 @@
 //! *Report*: the status, conditions and requeue policy of one reconcile.
 
 use crate::aws::{AssociationState, ErrorKind};
-use crate::crd::{Condition, InstanceProfileBindingStatus, InstanceStatus, ProfileStatus, RoleStatus};
+use crate::crd::{
+    Condition, InstanceProfileBindingStatus, InstanceStatus, ProfileStatus, RoleStatus,
+};
 
 use super::decide::{Decision, Desired, Problem};
 use super::observe::Observed;
@@ -10,7 +12,9 @@ use super::{ActionRecord, BackoffClass, BindingInput, Failure, Next, Outcome};
 /// RFC 3339 in UTC, second precision (the `metav1.Time` format).
 #[must_use]
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 struct Verdict {
@@ -21,14 +25,20 @@ struct Verdict {
     next: Next,
 }
 
-fn verdict(decision: &Decision, failure: Option<&Failure>, records: &[ActionRecord], deleted: bool) -> Verdict {
+fn verdict(
+    decision: &Decision,
+    failure: Option<&Failure>,
+    records: &[ActionRecord],
+    deleted: bool,
+) -> Verdict {
     if let Some(f) = failure {
         let class = match f {
             Failure::Aws(e) => match e.kind {
                 ErrorKind::PropagationPending | ErrorKind::NotFound => BackoffClass::Propagation,
-                ErrorKind::AccessDenied | ErrorKind::QuotaExceeded | ErrorKind::Other | ErrorKind::AlreadyExists => {
-                    BackoffClass::Slow
-                }
+                ErrorKind::AccessDenied
+                | ErrorKind::QuotaExceeded
+                | ErrorKind::Other
+                | ErrorKind::AlreadyExists => BackoffClass::Slow,
                 _ => BackoffClass::Transient,
             },
             _ => BackoffClass::Slow,
@@ -45,9 +55,14 @@ fn verdict(decision: &Decision, failure: Option<&Failure>, records: &[ActionReco
         let (reason, message) = match p {
             Problem::ForeignProfile { name } => (
                 "ForeignProfileExists",
-                format!("an instance profile named {name} exists and its tags do not prove this binding owns it; it is left untouched: delete or rename it, or change the cluster id"),
+                format!(
+                    "an instance profile named {name} exists and its tags do not prove this binding owns it; it is left untouched: delete or rename it, or change the cluster id"
+                ),
             ),
-            Problem::ForeignAssociation { instance_id, profile_arn } => (
+            Problem::ForeignAssociation {
+                instance_id,
+                profile_arn,
+            } => (
                 "ForeignAssociation",
                 format!(
                     "instance {instance_id} is associated with instance profile {profile_arn}, which this binding does not own; set replaceForeignAssociations: true to replace it{}",
@@ -62,31 +77,54 @@ fn verdict(decision: &Decision, failure: Option<&Failure>, records: &[ActionReco
                 ),
             ),
         };
-        return Verdict { ready: false, reason: reason.into(), message, needs_user: true, next: Next::Backoff(BackoffClass::Slow) };
+        return Verdict {
+            ready: false,
+            reason: reason.into(),
+            message,
+            needs_user: true,
+            next: Next::Backoff(BackoffClass::Slow),
+        };
     }
     if !decision.waiting.is_empty() {
         return Verdict {
             ready: false,
             reason: "Reconciling".into(),
-            message: format!("waiting for association changes on {}", decision.waiting.join(", ")),
+            message: format!(
+                "waiting for association changes on {}",
+                decision.waiting.join(", ")
+            ),
             needs_user: false,
             next: Next::Soon,
         };
     }
     if deleted {
-        return Verdict { ready: false, reason: "Deleted".into(), message: "AWS resources cleaned up".into(), needs_user: false, next: Next::Resync };
+        return Verdict {
+            ready: false,
+            reason: "Deleted".into(),
+            message: "AWS resources cleaned up".into(),
+            needs_user: false,
+            next: Next::Resync,
+        };
     }
     Verdict {
         ready: true,
         reason: "Reconciled".into(),
         message: "instance profile, role and associations match the spec".into(),
         needs_user: false,
-        next: if records.is_empty() { Next::Resync } else { Next::Soon },
+        next: if records.is_empty() {
+            Next::Resync
+        } else {
+            Next::Soon
+        },
     }
 }
 
 fn more(n: usize) -> String {
-    if n > 1 { format!(" ({} more instances are held by foreign profiles)", n - 1) } else { String::new() }
+    if n > 1 {
+        format!(" ({} more instances are held by foreign profiles)", n - 1)
+    } else {
+        String::new()
+    }
 }
 
 /// Builds the outcome of a reconcile.
@@ -113,40 +151,73 @@ pub(crate) fn outcome(
         .selected
         .iter()
         .map(|s| {
-            let ours = s.association.as_ref().filter(|a| profile.is_some_and(|p| p.id == a.profile_id));
+            let ours = s
+                .association
+                .as_ref()
+                .filter(|a| profile.is_some_and(|p| p.id == a.profile_id));
             let (state, message) = match ours {
                 Some(a) => (a.state.as_str().to_string(), None),
                 None if foreign_held.contains(&s.instance.id.as_str()) => (
                     "foreign".to_string(),
-                    s.association.as_ref().map(|a| format!("held by {}", a.profile_arn)),
+                    s.association
+                        .as_ref()
+                        .map(|a| format!("held by {}", a.profile_arn)),
                 ),
                 None => ("pending".to_string(), None),
             };
-            InstanceStatus { id: s.instance.id.clone(), association_id: ours.map(|a| a.id.clone()), state, message }
+            InstanceStatus {
+                id: s.instance.id.clone(),
+                association_id: ours.map(|a| a.id.clone()),
+                state,
+                message,
+            }
         })
         .collect();
-    let associated = instances.iter().filter(|i| i.state == AssociationState::Associated.as_str()).count();
-    let role_attached = profile.is_some_and(|p| p.roles.len() == 1 && p.roles.iter().any(|r| r.name == desired.role.name));
-    let profile_ok = profile.is_some() && !decision.problems.iter().any(|p| matches!(p, Problem::ForeignProfile { .. }));
+    let associated = instances
+        .iter()
+        .filter(|i| i.state == AssociationState::Associated.as_str())
+        .count();
+    let role_attached = profile
+        .is_some_and(|p| p.roles.len() == 1 && p.roles.iter().any(|r| r.name == desired.role.name));
+    let profile_ok = profile.is_some()
+        && !decision
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::ForeignProfile { .. }));
     let previous = b.previous.as_ref();
     let cond = |type_: &str, ok: bool, reason_ok: &str, reason_bad: &str, message: String| {
-        condition(previous, b.generation, type_, ok, if ok { reason_ok } else { reason_bad }, message)
+        condition(
+            previous,
+            b.generation,
+            type_,
+            ok,
+            if ok { reason_ok } else { reason_bad },
+            message,
+        )
     };
-    let bad_reason = |fallback: &'static str| if v.ready { fallback.to_string() } else { v.reason.clone() };
+    let bad_reason = |fallback: &'static str| {
+        if v.ready {
+            fallback.to_string()
+        } else {
+            v.reason.clone()
+        }
+    };
     let conditions = vec![
-        cond(
-            "Ready",
-            v.ready,
-            &v.reason,
-            &v.reason,
-            v.message.clone(),
-        ),
+        cond("Ready", v.ready, &v.reason, &v.reason, v.message.clone()),
         cond(
             "ProfileReady",
             profile_ok,
             "ProfileReady",
             &bad_reason("ProfileMissing"),
-            profile.map_or_else(|| format!("instance profile {} does not exist yet", desired.profile_name), |p| format!("instance profile {} ({})", p.name, p.id)),
+            profile.map_or_else(
+                || {
+                    format!(
+                        "instance profile {} does not exist yet",
+                        desired.profile_name
+                    )
+                },
+                |p| format!("instance profile {} ({})", p.name, p.id),
+            ),
         ),
         cond(
             "RoleAttached",
@@ -160,14 +231,27 @@ pub(crate) fn outcome(
             associated == instances.len(),
             "Associated",
             &bad_reason("AssociationPending"),
-            format!("{associated}/{} selected instances associated", instances.len()),
+            format!(
+                "{associated}/{} selected instances associated",
+                instances.len()
+            ),
         ),
     ];
     let status = InstanceProfileBindingStatus {
         observed_generation: b.generation,
-        instance_profile: profile.map(|p| ProfileStatus { name: p.name.clone(), arn: Some(p.arn.clone()), id: Some(p.id.clone()) }).or_else(|| {
-            Some(ProfileStatus { name: desired.profile_name.clone(), arn: None, id: None })
-        }),
+        instance_profile: profile
+            .map(|p| ProfileStatus {
+                name: p.name.clone(),
+                arn: Some(p.arn.clone()),
+                id: Some(p.id.clone()),
+            })
+            .or_else(|| {
+                Some(ProfileStatus {
+                    name: desired.profile_name.clone(),
+                    arn: None,
+                    id: None,
+                })
+            }),
         role: Some(RoleStatus {
             name: desired.role.name.clone(),
             arn: (!desired.role.arn.is_empty()).then(|| desired.role.arn.clone()),
@@ -226,7 +310,10 @@ mod tests {
             spec: InstanceProfileBindingSpec {
                 role: "web-app".into(),
                 instance_profile: None,
-                instances: InstanceSelector { ids: vec!["i-1".into()], ..InstanceSelector::default() },
+                instances: InstanceSelector {
+                    ids: vec!["i-1".into()],
+                    ..InstanceSelector::default()
+                },
                 replace_foreign_associations: false,
                 deletion_policy: crate::crd::DeletionPolicy::Delete,
             },
@@ -239,16 +326,43 @@ mod tests {
         let d = desired();
         let p = profile(&d, &["web-app"], None);
         let a = assoc("i-1", &p.arn, &p.id, AssociationState::Associated);
-        let o = Observed { profile: Some(p), selected: vec![selected("i-1", RunState::Running, Some(a))], ..Observed::default() };
-        let mut previous = outcome(&input(None), &d, &o, &Decision::default(), vec![], None, false).status;
+        let o = Observed {
+            profile: Some(p),
+            selected: vec![selected("i-1", RunState::Running, Some(a))],
+            ..Observed::default()
+        };
+        let mut previous = outcome(
+            &input(None),
+            &d,
+            &o,
+            &Decision::default(),
+            vec![],
+            None,
+            false,
+        )
+        .status;
         assert!(previous.is_ready());
         assert_eq!(previous.observed_generation, Some(3));
         assert_eq!(previous.instance_summary.as_deref(), Some("1/1"));
         for c in &mut previous.conditions {
             c.last_transition_time = "2020-01-01T00:00:00Z".into();
         }
-        let again = outcome(&input(Some(previous)), &d, &o, &Decision::default(), vec![], None, false);
-        assert!(again.status.conditions.iter().all(|c| c.last_transition_time == "2020-01-01T00:00:00Z"));
+        let again = outcome(
+            &input(Some(previous)),
+            &d,
+            &o,
+            &Decision::default(),
+            vec![],
+            None,
+            false,
+        );
+        assert!(
+            again
+                .status
+                .conditions
+                .iter()
+                .all(|c| c.last_transition_time == "2020-01-01T00:00:00Z")
+        );
         assert_eq!(again.next, Next::Resync);
     }
 
@@ -262,12 +376,26 @@ mod tests {
             code: "InvalidParameterValue".into(),
             message: "Invalid IAM Instance Profile name".into(),
         };
-        let o = Observed { profile: Some(profile(&d, &["web-app"], None)), ..Observed::default() };
-        let out = outcome(&input(None), &d, &o, &Decision::default(), vec![], Some(Failure::Aws(e)), false);
+        let o = Observed {
+            profile: Some(profile(&d, &["web-app"], None)),
+            ..Observed::default()
+        };
+        let out = outcome(
+            &input(None),
+            &d,
+            &o,
+            &Decision::default(),
+            vec![],
+            Some(Failure::Aws(e)),
+            false,
+        );
         assert!(!out.ready());
         assert_eq!(out.reason, "PropagationPending");
         assert!(!out.needs_user);
         assert_eq!(out.next, Next::Backoff(BackoffClass::Propagation));
-        assert_eq!(out.status.condition("Ready").map(|c| c.reason.as_str()), Some("PropagationPending"));
+        assert_eq!(
+            out.status.condition("Ready").map(|c| c.reason.as_str()),
+            Some("PropagationPending")
+        );
     }
 }

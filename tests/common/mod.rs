@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    Filter, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag, TagSpecification,
+};
 
 pub const REGION: &str = "us-east-1";
 pub const TRUST_EC2: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -28,12 +30,20 @@ pub fn moto_server_bin() -> Option<PathBuf> {
     if venv.exists() {
         return Some(venv);
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("moto_server")).find(|p| p.exists()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("moto_server"))
+            .find(|p| p.exists())
+    })
 }
 
 pub fn python() -> PathBuf {
     let venv = repo().join(".venv/bin/python3");
-    if venv.exists() { venv } else { PathBuf::from("python3") }
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
 }
 
 /// Skips (passes with a notice) when moto is not installed.
@@ -41,7 +51,9 @@ pub fn python() -> PathBuf {
 macro_rules! require_moto {
     () => {
         if common::moto_server_bin().is_none() {
-            println!("skipped: moto_server not installed (scripts/local-aws.sh installs it into .venv)");
+            println!(
+                "skipped: moto_server not installed (scripts/local-aws.sh installs it into .venv)"
+            );
             return;
         }
     };
@@ -57,7 +69,10 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn wait_for_port(port: u16) {
@@ -81,8 +96,15 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     s.write_all(req.as_bytes()).expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -110,14 +132,25 @@ impl Aws {
         wait_for_port(moto_port);
         let mut proxy = Command::new(python())
             .arg(repo().join("tests/support/faultproxy.py"))
-            .args(["--upstream", &format!("http://127.0.0.1:{moto_port}"), "--listen", "127.0.0.1:0"])
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{moto_port}"),
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start fault proxy");
         let mut line = String::new();
-        BufReader::new(proxy.stdout.take().expect("stdout")).read_line(&mut line).expect("READY line");
-        let proxy_port: u16 = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).expect("READY <port>");
+        BufReader::new(proxy.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("READY line");
+        let proxy_port: u16 = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .expect("READY <port>");
         // Seed and check moto directly, so the proxy's call log holds only the controller's calls.
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
@@ -174,12 +207,21 @@ impl Aws {
         self.calls()
             .into_iter()
             .map(|c| c.0)
-            .filter(|a| !(a.starts_with("List") || a.starts_with("Get") || a.starts_with("Describe")))
+            .filter(|a| {
+                !(a.starts_with("List") || a.starts_with("Get") || a.starts_with("Describe"))
+            })
             .collect()
     }
 
     pub async fn create_role(&self, name: &str, trust: &str) -> String {
-        let out = self.iam.create_role().role_name(name).assume_role_policy_document(trust).send().await.expect("create role");
+        let out = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust)
+            .send()
+            .await
+            .expect("create role");
         out.role().map(|r| r.arn().to_string()).expect("role arn")
     }
 
@@ -199,16 +241,29 @@ impl Aws {
             req = req.tag_specifications(spec.build());
         }
         let out = req.send().await.expect("run instances");
-        out.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect()
+        out.instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect()
     }
 
     pub async fn stop_instance(&self, id: &str) {
-        self.ec2.stop_instances().instance_ids(id).send().await.expect("stop");
+        self.ec2
+            .stop_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("stop");
     }
 
     /// instance id → (association id, profile arn, profile id) of the live association.
     pub async fn associations(&self) -> BTreeMap<String, (String, String, String)> {
-        let out = self.ec2.describe_iam_instance_profile_associations().send().await.expect("describe associations");
+        let out = self
+            .ec2
+            .describe_iam_instance_profile_associations()
+            .send()
+            .await
+            .expect("describe associations");
         out.iam_instance_profile_associations()
             .iter()
             .filter(|a| a.state().map(|s| s.as_str()) != Some("disassociated"))
@@ -216,7 +271,11 @@ impl Aws {
                 let p = a.iam_instance_profile()?;
                 Some((
                     a.instance_id()?.to_string(),
-                    (a.association_id()?.to_string(), p.arn()?.to_string(), p.id()?.to_string()),
+                    (
+                        a.association_id()?.to_string(),
+                        p.arn()?.to_string(),
+                        p.id()?.to_string(),
+                    ),
                 ))
             })
             .collect()
@@ -224,20 +283,39 @@ impl Aws {
 
     /// name → (path, id, role names) of every instance profile.
     pub async fn profiles(&self) -> BTreeMap<String, (String, String, Vec<String>)> {
-        let out = self.iam.list_instance_profiles().send().await.expect("list profiles");
+        let out = self
+            .iam
+            .list_instance_profiles()
+            .send()
+            .await
+            .expect("list profiles");
         out.instance_profiles()
             .iter()
             .map(|p| {
                 (
                     p.instance_profile_name().to_string(),
-                    (p.path().to_string(), p.instance_profile_id().to_string(), p.roles().iter().map(|r| r.role_name().to_string()).collect()),
+                    (
+                        p.path().to_string(),
+                        p.instance_profile_id().to_string(),
+                        p.roles()
+                            .iter()
+                            .map(|r| r.role_name().to_string())
+                            .collect(),
+                    ),
                 )
             })
             .collect()
     }
 
     pub async fn create_profile(&self, name: &str, path: &str) -> (String, String) {
-        let out = self.iam.create_instance_profile().instance_profile_name(name).path(path).send().await.expect("create profile");
+        let out = self
+            .iam
+            .create_instance_profile()
+            .instance_profile_name(name)
+            .path(path)
+            .send()
+            .await
+            .expect("create profile");
         let p = out.instance_profile().expect("profile");
         (p.arn().to_string(), p.instance_profile_id().to_string())
     }
@@ -247,15 +325,27 @@ impl Aws {
             .ec2
             .associate_iam_instance_profile()
             .instance_id(instance)
-            .iam_instance_profile(IamInstanceProfileSpecification::builder().name(profile_name).build())
+            .iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(profile_name)
+                    .build(),
+            )
             .send()
             .await
             .expect("associate");
-        out.iam_instance_profile_association().and_then(|a| a.association_id()).expect("assoc id").to_string()
+        out.iam_instance_profile_association()
+            .and_then(|a| a.association_id())
+            .expect("assoc id")
+            .to_string()
     }
 
     pub async fn disassociate(&self, association_id: &str) {
-        self.ec2.disassociate_iam_instance_profile().association_id(association_id).send().await.expect("disassociate");
+        self.ec2
+            .disassociate_iam_instance_profile()
+            .association_id(association_id)
+            .send()
+            .await
+            .expect("disassociate");
     }
 
     pub async fn instance_state(&self, id: &str) -> String {
@@ -269,7 +359,11 @@ impl Aws {
         out.reservations()
             .iter()
             .flat_map(|r| r.instances())
-            .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+            .find_map(|i| {
+                i.state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+            })
             .unwrap_or_default()
     }
 }
@@ -283,7 +377,11 @@ pub struct Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -333,7 +431,10 @@ pub fn ids(list: &[String]) -> String {
 pub fn profile_name(ns: &str, name: &str) -> String {
     instance_profile_controller::naming::profile_name(
         "test",
-        &instance_profile_controller::naming::BindingKey { namespace: ns.into(), name: name.into() },
+        &instance_profile_controller::naming::BindingKey {
+            namespace: ns.into(),
+            name: name.into(),
+        },
     )
 }
 
