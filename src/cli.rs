@@ -39,6 +39,9 @@ pub enum Command {
     Plan(FileArgs),
     /// Reconcile the bindings in files once, without a cluster, and wait until each is Ready or failed.
     Apply(ApplyArgs),
+    /// Run AWS's troubleshooting checklist for one binding, instance or instance profile; change nothing.
+    /// Exit 0: no problem, 1: a check found a problem, 2: doctor could not run.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -192,6 +195,9 @@ pub struct RunArgs {
     /// Namespace of the Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "IPB_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
+    /// Deny bindings no InstanceProfilePolicy allows (`false` only for single-tenant clusters).
+    #[arg(long, env = "IPB_REQUIRE_POLICY", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub require_policy: bool,
     /// How long a leader's lease lasts without renewal.
     #[arg(long, env = "IPB_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
@@ -236,6 +242,35 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
     }
     Ok(total)
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(
+    clap::ArgGroup::new("target")
+        .required(true)
+        .args(["binding", "filename", "instance", "profile"])
+))]
+pub struct DoctorArgs {
+    /// A binding in the cluster, read through the kubeconfig.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = crate::doctor::parse_binding_ref)]
+    pub binding: Option<naming::BindingKey>,
+    /// A file holding one binding.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Option<PathBuf>,
+    /// An EC2 instance, managed by the controller or not.
+    #[arg(long, value_name = "ID", value_parser = crate::doctor::parse_instance_id)]
+    pub instance: Option<String>,
+    /// An instance profile, by name.
+    #[arg(long, value_name = "NAME", value_parser = crate::doctor::parse_profile_name)]
+    pub profile: Option<String>,
+    /// Simulate this principal's permissions instead of the caller's, e.g. the controller's role ARN.
+    #[arg(long, value_name = "ARN")]
+    pub principal_arn: Option<String>,
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Print AWS calls per action on standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[cfg(test)]

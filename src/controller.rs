@@ -23,12 +23,17 @@ use crate::aws::AwsError;
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::crd::{
     API_VERSION, DeletionPolicy, FINALIZER, InstanceProfileBinding, InstanceProfileBindingStatus,
+    InstanceProfilePolicy,
 };
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::naming::BindingKey;
+use crate::reconcile::policy::PolicySet;
 use crate::reconcile::{Backoffs, BindingInput, Engine, Next, Outcome, Snapshot};
 use crate::server::{self, ServerState};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef};
 
 /// The one field manager of the status.
 pub const FIELD_MANAGER: &str = "instance-profile-controller";
@@ -114,6 +119,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub snapshots: SnapshotCache,
     pub store: Store<InstanceProfileBinding>,
+    /// Policies and namespaces, when the policy gate is on.
+    pub gate: Option<(Store<InstanceProfilePolicy>, Store<Namespace>)>,
     backoffs: Mutex<Backoffs>,
     last_write: Mutex<HashMap<String, Instant>>,
 }
@@ -139,9 +146,32 @@ impl Context {
             metrics,
             snapshots: SnapshotCache::new(snapshot_max_age),
             store,
+            gate: None,
             backoffs: Mutex::new(Backoffs::default()),
             last_write: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The policies in force now (`None`: gate off).
+    fn policy_set(&self) -> Option<Arc<PolicySet>> {
+        let (policies, namespaces) = self.gate.as_ref()?;
+        Some(Arc::new(PolicySet {
+            policies: policies
+                .state()
+                .iter()
+                .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.spec.clone()))
+                .collect(),
+            namespace_labels: namespaces
+                .state()
+                .iter()
+                .map(|n| {
+                    (
+                        n.metadata.name.clone().unwrap_or_default(),
+                        n.metadata.labels.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        }))
     }
 
     fn last_write(&self, key: &str) -> Option<Instant> {
@@ -235,7 +265,10 @@ impl Context {
     }
 }
 
-fn input(b: &InstanceProfileBinding) -> Result<BindingInput, Error> {
+fn input(
+    b: &InstanceProfileBinding,
+    policies: Option<Arc<PolicySet>>,
+) -> Result<BindingInput, Error> {
     let key = BindingKey {
         namespace: b.metadata.namespace.clone().ok_or(Error::Unnamed)?,
         name: b.metadata.name.clone().ok_or(Error::Unnamed)?,
@@ -246,6 +279,7 @@ fn input(b: &InstanceProfileBinding) -> Result<BindingInput, Error> {
         generation: b.metadata.generation,
         spec: b.spec.clone(),
         previous: b.status.clone(),
+        policies,
     })
 }
 
@@ -254,7 +288,7 @@ async fn apply(
     ctx: &Context,
     started: Instant,
 ) -> Result<Action, Error> {
-    let input = input(&b)?;
+    let input = input(&b, ctx.policy_set())?;
     let key = input.key.to_string();
     // A spec the controller has not seen yet gets a snapshot from after it
     // arrived; a binding that just wrote reads what it wrote.
@@ -283,7 +317,8 @@ async fn cleanup(
     ctx: &Context,
     started: Instant,
 ) -> Result<Action, Error> {
-    let input = input(&b)?;
+    // Deletion is not gated: it only removes what an allowed binding made.
+    let input = input(&b, None)?;
     let key = input.key.to_string();
     if input.spec.deletion_policy == DeletionPolicy::Retain {
         ctx.publish(
@@ -484,6 +519,19 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
             other => format!("cannot list InstanceProfileBindings: {other}"),
         }));
     }
+    let policies_api: Api<InstanceProfilePolicy> = Api::all(client.clone());
+    if args.require_policy {
+        if let Err(e) = policies_api.list(&ListParams::default().limit(1)).await {
+            return Err(crate::Error::Kube(match e {
+                kube::Error::Api(ae) if ae.code == 404 => "the InstanceProfilePolicy CRD is not installed (needed by --require-policy): run `instance-profile-controller crd | kubectl apply -f -` or install the Helm chart".to_string(),
+                other => format!("cannot list InstanceProfilePolicies: {other}"),
+            }));
+        }
+    } else {
+        tracing::warn!(
+            "--require-policy=false: the policy gate is off and any namespace may bind any role to any instance; use this only in single-tenant clusters"
+        );
+    }
     let aws = global.connect(metrics.clone()).await;
     aws.check_credentials().await.map_err(|e| {
         crate::Error::Config(format!(
@@ -575,9 +623,69 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
         });
     }
 
-    let controller = Controller::new(bindings, watcher::Config::default())
+    let mut controller = Controller::new(bindings, watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(global.concurrency));
     let store = controller.store();
+    let gate = if args.require_policy {
+        // Stores to read policies and namespace labels from, and triggers that
+        // re-queue the bindings a change may affect (seconds, not a resync).
+        let (policy_store, policy_writer) = reflector::store::<InstanceProfilePolicy>();
+        let (ns_store, ns_writer) = reflector::store::<Namespace>();
+        let namespaces_api: Api<Namespace> = Api::all(client.clone());
+        tokio::spawn(
+            reflector::reflector(
+                policy_writer,
+                watcher::watcher(policies_api.clone(), watcher::Config::default()),
+            )
+            .default_backoff()
+            .for_each(|_| async {}),
+        );
+        tokio::spawn(
+            reflector::reflector(
+                ns_writer,
+                watcher::watcher(namespaces_api.clone(), watcher::Config::default()),
+            )
+            .default_backoff()
+            .for_each(|_| async {}),
+        );
+        let (a, b) = (policy_store.wait_until_ready(), ns_store.wait_until_ready());
+        if tokio::time::timeout(Duration::from_secs(60), async {
+            a.await.is_ok() && b.await.is_ok()
+        })
+        .await
+            != Ok(true)
+        {
+            return Err(crate::Error::Kube("could not read InstanceProfilePolicies and Namespaces within 60 s (check RBAC: list/watch on both)".into()));
+        }
+        let all = store.clone();
+        controller = controller.watches(
+            policies_api,
+            watcher::Config::default(),
+            move |_: InstanceProfilePolicy| {
+                all.state()
+                    .iter()
+                    .map(|b| ObjectRef::from_obj(&**b))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let in_ns = store.clone();
+        controller = controller.watches(
+            namespaces_api,
+            watcher::Config::default(),
+            move |ns: Namespace| {
+                let name = ns.metadata.name.unwrap_or_default();
+                in_ns
+                    .state()
+                    .iter()
+                    .filter(|b| b.metadata.namespace.as_deref() == Some(name.as_str()))
+                    .map(|b| ObjectRef::from_obj(&**b))
+                    .collect::<Vec<_>>()
+            },
+        );
+        Some((policy_store, ns_store))
+    } else {
+        None
+    };
     let resync = args.resync_interval.max(Duration::from_secs(1));
     let ticks = futures::stream::unfold(
         tokio::time::interval_at(Instant::now() + resync, resync),
@@ -586,14 +694,16 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
             Some(((), interval))
         },
     );
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         engine,
         client.clone(),
         metrics.clone(),
         store,
         (resync / 2).min(Duration::from_secs(60)),
         Some(identity.clone()),
-    ));
+    );
+    ctx.gate = gate;
+    let ctx = Arc::new(ctx);
     tracing::info!(
         namespace = args.namespace.as_deref().unwrap_or("(all)"),
         cluster_id = %ctx.engine.config.cluster_id,

@@ -189,12 +189,110 @@ impl InstanceProfileBindingStatus {
     }
 }
 
+/// Admin-owned, cluster-scoped: which namespaces may bind which roles to which
+/// instances. A binding is allowed when any policy covering its namespace allows it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "iam.instanceprofile.dev",
+    version = "v1alpha1",
+    kind = "InstanceProfilePolicy",
+    plural = "instanceprofilepolicies",
+    shortname = "ipp",
+    cel,
+    printcolumn = r#"{"name":"Namespaces","type":"string","jsonPath":".spec.namespaces.names"}"#,
+    printcolumn = r#"{"name":"Roles","type":"string","jsonPath":".spec.roles"}"#,
+    printcolumn = r#"{"name":"Replace-Foreign","type":"boolean","jsonPath":".spec.allowReplaceForeignAssociations"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceProfilePolicySpec {
+    /// The namespaces this policy governs: names and/or a label selector.
+    pub namespaces: PolicyNamespaces,
+    /// Role names or ARNs bindings may use; `*` matches any run of characters.
+    /// A pattern starting with `arn:` matches the role ARN, any other the role name.
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("size(self) >= 1").message("spec.roles needs at least one role pattern"))]
+    #[x_kube(validation = Rule::new("self.all(r, size(r) >= 1 && size(r) <= 2048 && r.matches('^[!-~]+$'))").message("spec.roles entries must be 1-2048 printable characters without spaces"))]
+    pub roles: Vec<String>,
+    /// Constraints on the instances a governed binding may touch.
+    #[serde(default)]
+    pub instances: PolicyInstances,
+    /// Whether governed bindings may set replaceForeignAssociations: true.
+    #[serde(default)]
+    pub allow_replace_foreign_associations: bool,
+    /// Reconcile the governed bindings in another AWS account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<PolicyAccount>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("(has(self.names) && size(self.names) > 0) || has(self.selector)").message("spec.namespaces needs names and/or a selector"))]
+pub struct PolicyNamespaces {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// `metav1.LabelSelector`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    /// In, NotIn, Exists or DoesNotExist.
+    pub operator: SelectorOperator,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyInstances {
+    /// Every instance a governed binding touches must carry all of these tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    #[x_kube(validation = Rule::new("size(self) <= 50").message("spec.instances.requiredTags may hold at most 50 tags"))]
+    pub required_tags: BTreeMap<String, String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyAccount {
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/([!-~]*/)?[A-Za-z0-9_+=,.@-]{1,64}$')").message("spec.account.assumeRoleArn must be a role ARN"))]
+    pub assume_role_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_+=,.@:/-]{2,1224}$')").message("spec.account.externalId must be 2-1224 characters of letters, digits and _+=,.@:/-"))]
+    pub external_id: Option<String>,
+}
+
 /// Every CRD this controller owns, as one YAML stream (`---` separated).
 ///
 /// # Errors
 /// Only if YAML serialization fails, which it does not for these types.
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
-    let docs = [serde_norway::to_string(&InstanceProfileBinding::crd())?];
+    let docs = [
+        serde_norway::to_string(&InstanceProfileBinding::crd())?,
+        serde_norway::to_string(&InstanceProfilePolicy::crd())?,
+    ];
     Ok(docs.join("---\n"))
 }
 
@@ -204,11 +302,12 @@ mod tests {
 
     #[test]
     fn committed_crd_matches_the_generated_one() {
-        let committed = include_str!("../crds/instanceprofilebinding.yaml");
-        let generated = crds_yaml().unwrap_or_default();
+        let binding = serde_norway::to_string(&InstanceProfileBinding::crd()).unwrap_or_default();
+        let policy = serde_norway::to_string(&InstanceProfilePolicy::crd()).unwrap_or_default();
         assert!(
-            committed == generated,
-            "crds/instanceprofilebinding.yaml is stale: run `cargo run -- crd > crds/instanceprofilebinding.yaml && cp crds/instanceprofilebinding.yaml charts/instance-profile-controller/crds/`"
+            include_str!("../crds/instanceprofilebinding.yaml") == binding
+                && include_str!("../crds/instanceprofilepolicy.yaml") == policy,
+            "crds/ is stale: run `bash scripts/generate.sh`"
         );
     }
 

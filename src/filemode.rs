@@ -25,6 +25,8 @@ pub struct FileModeOptions {
     pub output: Output,
     pub concurrency: usize,
     pub verbose: bool,
+    /// The policy gate, when the files hold at least one policy.
+    pub policies: Option<std::sync::Arc<crate::reconcile::policy::PolicySet>>,
 }
 
 /// What one binding came to, for the report.
@@ -45,7 +47,7 @@ struct Work {
     prune: bool,
 }
 
-fn inputs(bindings: &[FileBinding]) -> Vec<Work> {
+fn inputs(bindings: &[FileBinding], opts: &FileModeOptions) -> Vec<Work> {
     bindings
         .iter()
         .map(|fb| Work {
@@ -63,6 +65,7 @@ fn inputs(bindings: &[FileBinding]) -> Vec<Work> {
                 generation: None,
                 spec: fb.binding.spec.clone(),
                 previous: None,
+                policies: opts.policies.clone(),
             },
             prune: false,
         })
@@ -118,6 +121,7 @@ async fn prune_targets(
                 generation: None,
                 spec,
                 previous: None,
+                policies: None,
             },
             prune: true,
         });
@@ -146,7 +150,7 @@ pub async fn plan(
     bindings: &[FileBinding],
     opts: &FileModeOptions,
 ) -> Result<i32, crate::Error> {
-    let mut work = inputs(bindings);
+    let mut work = inputs(bindings, opts);
     let snapshot = Snapshot::take(&engine.aws, &take_paths(engine, &work)).await?;
     if opts.prune {
         work.extend(prune_targets(engine, &snapshot, &work).await?);
@@ -219,7 +223,7 @@ pub async fn apply(
     opts: &FileModeOptions,
 ) -> Result<i32, crate::Error> {
     let deadline = Instant::now() + opts.timeout;
-    let mut work = inputs(bindings);
+    let mut work = inputs(bindings, opts);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; work.len()];
     // Changes made in every round, for the report.
     let mut made: Vec<Vec<ActionRecord>> = vec![Vec::new(); work.len()];

@@ -2,12 +2,12 @@
 //! `apply`, with the same checks the API server makes at admission (schema,
 //! unknown fields, CEL rules). Every problem names file, document and field.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::crd::{API_VERSION, InstanceProfileBinding};
+use crate::crd::{API_VERSION, InstanceProfileBinding, InstanceProfilePolicy};
 
 /// A binding read from a file.
 #[derive(Clone, Debug)]
@@ -23,6 +23,14 @@ pub struct FileBinding {
 /// # Errors
 /// Every problem found, one message each.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<FileBinding>, Vec<String>> {
+    load_all(paths).map(|l| l.bindings)
+}
+
+/// Reads bindings, policies and namespaces under `paths`.
+///
+/// # Errors
+/// Every problem found, one message each.
+pub fn load_all(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
     for p in paths {
@@ -38,7 +46,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<FileBinding>, Vec<String>> {
                 .join(", ")
         ));
     }
-    let mut out = Vec::new();
+    let mut out = Loaded::default();
     for file in files {
         let text = if file.as_os_str() == "-" {
             let mut s = String::new();
@@ -58,10 +66,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<FileBinding>, Vec<String>> {
                 }
             }
         };
-        parse_documents(&file.display().to_string(), &text, &mut out, &mut errors);
+        parse_all(&file.display().to_string(), &text, &mut out, &mut errors);
     }
     let mut seen = BTreeSet::new();
-    for b in &out {
+    for b in &out.bindings {
         let key = (
             b.binding.metadata.namespace.clone().unwrap_or_default(),
             b.binding.metadata.name.clone().unwrap_or_default(),
@@ -117,13 +125,36 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<String>
     }
 }
 
-/// Parses a YAML stream (JSON is YAML) into bindings.
+/// Everything file mode reads from the files.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub bindings: Vec<FileBinding>,
+    /// `InstanceProfilePolicy` documents: with at least one, the policy gate applies.
+    pub policies: Vec<InstanceProfilePolicy>,
+    /// Labels of the `Namespace` documents, for policies' namespace selectors.
+    pub namespaces: HashMap<String, BTreeMap<String, String>>,
+}
+
+enum Document {
+    Binding(InstanceProfileBinding),
+    Policy(InstanceProfilePolicy),
+    Namespace(String, BTreeMap<String, String>),
+}
+
+/// Parses a YAML stream (JSON is YAML) into bindings; other kinds are skipped.
 pub fn parse_documents(
     file: &str,
     text: &str,
     out: &mut Vec<FileBinding>,
     errors: &mut Vec<String>,
 ) {
+    let mut loaded = Loaded::default();
+    parse_all(file, text, &mut loaded, errors);
+    out.extend(loaded.bindings);
+}
+
+/// Parses a YAML stream into bindings, policies and namespaces.
+pub fn parse_all(file: &str, text: &str, out: &mut Loaded, errors: &mut Vec<String>) {
     for (index, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let n = index + 1;
         let value = match serde_json::Value::deserialize(doc) {
@@ -137,19 +168,47 @@ pub fn parse_documents(
         if value.is_null() {
             continue;
         }
-        match parse_binding(&value) {
-            Ok(Some(binding)) => out.push(FileBinding {
+        match parse_document(&value) {
+            Ok(Document::Binding(binding)) => out.bindings.push(FileBinding {
                 source: format!("{file}#{n}"),
                 binding,
             }),
-            Ok(None) => {}
+            Ok(Document::Policy(policy)) => out.policies.push(policy),
+            Ok(Document::Namespace(name, labels)) => {
+                out.namespaces.insert(name, labels);
+            }
             Err(msg) => errors.push(format!("{file}: document {n}: {msg}")),
         }
     }
 }
 
-/// One document: `Ok(None)` for kinds that are fine to skip (Namespaces).
-fn parse_binding(value: &serde_json::Value) -> Result<Option<InstanceProfileBinding>, String> {
+fn typed<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            inner
+        } else {
+            format!("field {path}: {inner}")
+        }
+    })
+}
+
+fn cel_errors(errors: &kube::core::cel::ValidationErrors) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            if e.field_path.is_empty() {
+                e.message.clone()
+            } else {
+                format!("field {}: {}", e.field_path, e.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn parse_document(value: &serde_json::Value) -> Result<Document, String> {
     let Some(obj) = value.as_object() else {
         return Err("expected a mapping with apiVersion and kind".into());
     };
@@ -159,12 +218,24 @@ fn parse_binding(value: &serde_json::Value) -> Result<Option<InstanceProfileBind
         .and_then(|k| k.as_str())
         .unwrap_or_default();
     match kind {
-        "InstanceProfileBinding" => {}
-        "Namespace" if api_version == "v1" => return Ok(None),
+        "InstanceProfileBinding" | "InstanceProfilePolicy" => {}
+        "Namespace" if api_version == "v1" => {
+            let ns: k8s_openapi::api::core::v1::Namespace = typed(value)?;
+            let name = ns.metadata.name.unwrap_or_default();
+            if !is_dns_label(&name) {
+                return Err(format!(
+                    "field metadata.name: namespace {name:?} must be a lowercase DNS label"
+                ));
+            }
+            return Ok(Document::Namespace(
+                name,
+                ns.metadata.labels.unwrap_or_default(),
+            ));
+        }
         "" => return Err("field kind: missing; expected kind: InstanceProfileBinding".into()),
         other => {
             return Err(format!(
-                "field kind: {other:?} is not supported here; expected InstanceProfileBinding"
+                "field kind: {other:?} is not supported here; expected InstanceProfileBinding, InstanceProfilePolicy or Namespace"
             ));
         }
     }
@@ -173,16 +244,20 @@ fn parse_binding(value: &serde_json::Value) -> Result<Option<InstanceProfileBind
             "field apiVersion: {api_version:?}; expected {API_VERSION}"
         ));
     }
-    let mut binding: InstanceProfileBinding = serde_path_to_error::deserialize(value.clone())
-        .map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            if path == "." {
-                inner
-            } else {
-                format!("field {path}: {inner}")
-            }
-        })?;
+    if kind == "InstanceProfilePolicy" {
+        let policy: InstanceProfilePolicy = typed(value)?;
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        if !is_dns_subdomain(&name) {
+            return Err(format!(
+                "field metadata.name: {name:?} must be a lowercase DNS subdomain"
+            ));
+        }
+        if let Err(errors) = policy.validate_cel() {
+            return Err(format!("policy {name}: {}", cel_errors(&errors)));
+        }
+        return Ok(Document::Policy(policy));
+    }
+    let mut binding: InstanceProfileBinding = typed(value)?;
     let name = binding.metadata.name.clone().unwrap_or_default();
     if !is_dns_subdomain(&name) {
         return Err(format!(
@@ -200,22 +275,12 @@ fn parse_binding(value: &serde_json::Value) -> Result<Option<InstanceProfileBind
         ));
     }
     if let Err(errors) = binding.validate_cel() {
-        let messages: Vec<String> = errors
-            .iter()
-            .map(|e| {
-                if e.field_path.is_empty() {
-                    e.message.clone()
-                } else {
-                    format!("field {}: {}", e.field_path, e.message)
-                }
-            })
-            .collect();
         return Err(format!(
             "binding {namespace}/{name}: {}",
-            messages.join("; ")
+            cel_errors(&errors)
         ));
     }
-    Ok(Some(binding))
+    Ok(Document::Binding(binding))
 }
 
 fn is_dns_label(s: &str) -> bool {

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod doctor;
 pub mod filemode;
 pub mod files;
 pub mod leader;

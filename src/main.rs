@@ -8,6 +8,7 @@ use instance_profile_controller::cli::{Cli, Command, FileArgs, GlobalArgs};
 use instance_profile_controller::filemode::{self, FileModeOptions};
 use instance_profile_controller::metrics::Metrics;
 use instance_profile_controller::reconcile::Engine;
+use instance_profile_controller::reconcile::policy::PolicySet;
 use instance_profile_controller::{crd, files, telemetry};
 
 fn main() -> ExitCode {
@@ -64,6 +65,12 @@ async fn dispatch(cli: Cli) -> Result<i32, instance_profile_controller::Error> {
         Command::Run(args) => instance_profile_controller::controller::run(&cli.global, &args)
             .await
             .map(|()| 0),
+        Command::Doctor(args) => {
+            // A bad --cluster-id or path prefix is a usage error (exit 1); from
+            // here on doctor reports its own failures, with exit 2.
+            let config = cli.global.engine_config()?;
+            Ok(instance_profile_controller::doctor::command(&cli.global, &config, &args).await)
+        }
     }
 }
 
@@ -76,7 +83,23 @@ async fn file_mode(
 {
     use instance_profile_controller::Error;
     let config = global.engine_config()?;
-    let bindings = files::load(&args.files).map_err(|errors| Error::Input(errors.join("\n")))?;
+    let loaded = files::load_all(&args.files).map_err(|errors| Error::Input(errors.join("\n")))?;
+    let policies = if loaded.policies.is_empty() {
+        eprintln!(
+            "notice: no InstanceProfilePolicy in the files, so the policy gate is off (file mode runs with your own AWS credentials)"
+        );
+        None
+    } else {
+        Some(Arc::new(PolicySet {
+            policies: loaded
+                .policies
+                .iter()
+                .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.spec.clone()))
+                .collect(),
+            namespace_labels: loaded.namespaces.clone(),
+        }))
+    };
+    let bindings = loaded.bindings;
     let aws = global.connect(Arc::new(Metrics::new())).await;
     aws.check_credentials().await.map_err(|e| {
         Error::Config(format!("no AWS credentials: {e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or run where IRSA/Pod Identity/an instance role provides them"))
@@ -88,6 +111,7 @@ async fn file_mode(
         output: args.output,
         concurrency: usize::from(global.concurrency),
         verbose: args.verbose,
+        policies,
     };
     Ok((engine, bindings, opts))
 }

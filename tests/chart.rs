@@ -285,13 +285,16 @@ fn default_render_is_secure_and_least_privilege() {
         "--namespace",
         "--region",
         "--aws-endpoint-url",
-        "--require-policy",
     ] {
         assert!(
             !args.iter().any(|a| a.starts_with(absent)),
             "{absent} is off by default: {args:?}"
         );
     }
+    assert!(
+        args.contains(&"--require-policy=true"),
+        "the policy gate is on by default: {args:?}"
+    );
     let anti = &deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
     assert!(
         anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"]

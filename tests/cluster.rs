@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use instance_profile_controller::crd::{InstanceProfileBinding, InstanceProfileBindingStatus};
+use instance_profile_controller::crd::{
+    InstanceProfileBinding, InstanceProfileBindingStatus, InstanceProfilePolicy,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -268,10 +270,6 @@ async fn scenario(cluster: &Cluster) {
     aws.create_role("db-app", common::TRUST_EC2).await;
     let inst = aws.run_instances(2, &[]).await;
     let client = cluster.client().await;
-    let crds =
-        std::fs::read_to_string(repo().join("crds/instanceprofilebinding.yaml")).expect("crd yaml");
-    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-        serde_norway::from_str(&crds).expect("crd");
     let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client.clone());
 
@@ -296,14 +294,21 @@ async fn scenario(cluster: &Cluster) {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    crd_api
-        .patch(
-            "instanceprofilebindings.iam.instanceprofile.dev",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("install CRD");
+    for file in ["instanceprofilebinding.yaml", "instanceprofilepolicy.yaml"] {
+        let text = std::fs::read_to_string(repo().join("crds").join(file)).expect("crd yaml");
+        let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+            serde_norway::from_str(&text).expect("crd");
+        let name = crd.metadata.name.clone().expect("crd name");
+        crd_api
+            .patch(
+                &name,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .expect("install CRD");
+    }
+    let policies: Api<InstanceProfilePolicy> = Api::all(client.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace =
@@ -327,12 +332,44 @@ async fn scenario(cluster: &Cluster) {
     }
     let _second = controller(cluster, &aws, "replica-b", port_b, &[]);
 
-    // create → Ready with status filled, finalizer on
+    // No policy covers team-a yet: denied, and nothing happens in AWS.
     let web: InstanceProfileBinding =
         serde_json::from_value(binding("web", "web-app", &inst)).expect("binding");
     api.create(&PostParams::default(), &web)
         .await
         .expect("create binding");
+    let denied = wait_status(&api, "web", "PolicyDenied", |_, s| {
+        s.condition("Ready")
+            .is_some_and(|c| c.reason == "PolicyDenied")
+    })
+    .await;
+    let message = denied
+        .status
+        .and_then(|s| s.condition("Ready").map(|c| c.message.clone()))
+        .unwrap_or_default();
+    assert!(
+        message.contains("no InstanceProfilePolicy covers namespace team-a"),
+        "{message}"
+    );
+    assert!(
+        aws.mutating_calls().is_empty(),
+        "a denied binding changed AWS: {:?}",
+        aws.mutating_calls()
+    );
+
+    // A policy arrives: the binding converges without a restart; Ready with
+    // status filled, finalizer on.
+    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfilePolicy",
+        "metadata": {"name": "team-a"},
+        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-app", "db-*"]},
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
     let b = wait_status(&api, "web", "Ready", ready_for_generation).await;
     let s = b.status.clone().expect("status");
     assert!(
@@ -411,6 +448,39 @@ async fn scenario(cluster: &Cluster) {
         aws.profiles().await[&profile.name].2,
         vec!["db-app".to_string()]
     );
+
+    // Narrowing the policy denies the binding but tears nothing down.
+    policies
+        .patch(
+            "team-a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"roles": ["web-app"]}})),
+        )
+        .await
+        .expect("narrow policy");
+    wait_status(&api, "web", "PolicyDenied after narrowing", |_, s| {
+        s.condition("Ready")
+            .is_some_and(|c| c.reason == "PolicyDenied")
+    })
+    .await;
+    assert_eq!(
+        aws.profiles().await[&profile.name].2,
+        vec!["db-app".to_string()],
+        "AWS state must be kept"
+    );
+    assert_eq!(
+        aws.associations().await.len(),
+        2,
+        "associations must be kept"
+    );
+    policies
+        .patch(
+            "team-a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"roles": ["web-app", "db-*"]}})),
+        )
+        .await
+        .expect("widen policy");
 
     // the leader stops; the standby takes over and reconciles
     drop(first.take());

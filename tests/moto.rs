@@ -578,9 +578,40 @@ async fn examples_apply_as_they_are() {
         ("env", "staging"),
         ("team", "reports"),
     ] {
-        aws.run_instances(1, &[tags]).await;
+        aws.run_instances(1, &[tags, ("demo", "true")]).await;
     }
+    // Outside the policy's requiredTags: refused, never touched.
+    let untagged = aws.run_instances(1, &[("app", "web")]).await;
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let r = cli(
+        &aws.endpoint(),
+        &["apply", "-f", examples, "--timeout", "60s"],
+    );
+    assert_eq!(r.code, 1, "web refuses one instance: {r:?}");
+    assert!(r.stdout.contains("Apply: 3 of 4 bindings done"), "{r:?}");
+    assert!(
+        r.stdout.contains("PolicyDenied") && r.stdout.contains(&untagged[0]),
+        "{r:?}"
+    );
+    let assoc = aws.associations().await;
+    assert_eq!(assoc.len(), 4, "{assoc:?}");
+    assert!(
+        !assoc.contains_key(&untagged[0]),
+        "a refused instance was associated"
+    );
+    // Tag it as the policy requires: now everything converges.
+    aws.ec2
+        .create_tags()
+        .resources(&untagged[0])
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("demo")
+                .value("true")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("tag");
     let r = cli(
         &aws.endpoint(),
         &["apply", "-f", examples, "--timeout", "60s"],
@@ -589,5 +620,81 @@ async fn examples_apply_as_they_are() {
     assert!(r.stdout.contains("Apply: 4 of 4 bindings done."), "{r:?}");
     let p = cli(&aws.endpoint(), &["plan", "-f", examples]);
     assert_eq!(p.code, 0, "{p:?}");
-    assert_eq!(aws.associations().await.len(), 4);
+    assert_eq!(aws.associations().await.len(), 5);
+}
+
+fn policy(roles: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: iam.instanceprofile.dev/v1alpha1\nkind: InstanceProfilePolicy\nmetadata: {{name: team-a}}\nspec:\n  namespaces: {{names: [{NS}]}}\n  roles: {roles}\n{extra}"
+    )
+}
+
+#[tokio::test]
+async fn policy_gate_in_file_mode_denies_without_writes_then_allows() {
+    require_moto!();
+    let aws = Aws::start().await;
+    aws.create_role("web-app", common::TRUST_EC2).await;
+    let inst = aws.run_instances(1, &[]).await;
+    let b = binding(NS, "web", "web-app", &ids(&inst), "");
+
+    // Without any policy in the files the gate is off, and says so.
+    let (_d0, plain) = write_bindings(&b);
+    let p = plan(&aws, &plain);
+    assert_eq!(p.code, 2, "{p:?}");
+    assert!(p.stderr.contains("policy gate is off"), "{p:?}");
+    aws.reset_calls();
+
+    // A policy that does not allow the role: PolicyDenied, no role lookup, no writes.
+    let (_d, denied) = write_bindings(&format!("{}{b}", policy("[db-*]", "")));
+    let r = apply(&aws, &denied, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("PolicyDenied") && r.stdout.contains("not in spec.roles"),
+        "{r:?}"
+    );
+    assert!(
+        aws.mutating_calls().is_empty(),
+        "{:?}",
+        aws.mutating_calls()
+    );
+    assert!(
+        !aws.calls().iter().any(|c| c.0 == "GetRole"),
+        "the gate comes before the role lookup"
+    );
+    let p = plan(&aws, &denied);
+    assert_eq!(p.code, 1, "{p:?}");
+
+    // replaceForeignAssociations needs the policy's permission.
+    let replace = binding(
+        NS,
+        "web",
+        "web-app",
+        &ids(&inst),
+        "  replaceForeignAssociations: true\n",
+    );
+    let (_d2, no_replace) = write_bindings(&format!("{}{replace}", policy("[web-*]", "")));
+    let r = apply(&aws, &no_replace, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("allowReplaceForeignAssociations"),
+        "{r:?}"
+    );
+
+    // Allowed: converges.
+    let (_d3, allowed) = write_bindings(&format!("{}{b}", policy("[web-*]", "")));
+    let r = apply(&aws, &allowed, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(aws.associations().await.len(), 1);
+
+    // Narrowed: denied again, and nothing is torn down.
+    aws.reset_calls();
+    let r = apply(&aws, &denied, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        aws.mutating_calls().is_empty(),
+        "{:?}",
+        aws.mutating_calls()
+    );
+    assert_eq!(aws.associations().await.len(), 1);
+    assert!(aws.profiles().await.contains_key(&profile_name(NS, "web")));
 }

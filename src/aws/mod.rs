@@ -2,6 +2,7 @@
 //! applies the client-side rate limit of its family, classifies errors
 //! (SPEC §5) and counts the call.
 
+pub mod doctor;
 pub mod ec2;
 pub mod errors;
 pub mod iam;
@@ -215,6 +216,7 @@ pub fn is_mutating(action: &str) -> bool {
 pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub ec2: aws_sdk_ec2::Client,
+    pub sts: aws_sdk_sts::Client,
     limiter: Arc<RateLimiter>,
     pub calls: Arc<CallLog>,
     metrics: Arc<Metrics>,
@@ -261,6 +263,7 @@ impl Aws {
         Self {
             iam: aws_sdk_iam::Client::new(&conf),
             ec2: aws_sdk_ec2::Client::new(&conf),
+            sts: aws_sdk_sts::Client::new(&conf),
             limiter: Arc::new(RateLimiter::new(limits)),
             calls: Arc::new(CallLog::default()),
             metrics,

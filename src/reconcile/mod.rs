@@ -6,6 +6,7 @@ pub mod associations;
 pub mod cleanup;
 pub mod decide;
 pub mod observe;
+pub mod policy;
 pub mod profile;
 pub mod role;
 pub mod status;
@@ -33,6 +34,8 @@ pub enum Failure {
     TrustPolicyMissingEc2 { role: String },
     #[error("{0}")]
     Aws(AwsError),
+    #[error("{message}")]
+    PolicyDenied { message: String },
 }
 
 impl Failure {
@@ -42,6 +45,7 @@ impl Failure {
         match self {
             Self::RoleNotFound { .. } => "RoleNotFound",
             Self::TrustPolicyMissingEc2 { .. } => "TrustPolicyMissingEc2",
+            Self::PolicyDenied { .. } => "PolicyDenied",
             Self::Aws(e) => e.kind.reason(),
         }
     }
@@ -50,7 +54,9 @@ impl Failure {
     #[must_use]
     pub fn needs_user(&self) -> bool {
         match self {
-            Self::RoleNotFound { .. } | Self::TrustPolicyMissingEc2 { .. } => true,
+            Self::RoleNotFound { .. }
+            | Self::TrustPolicyMissingEc2 { .. }
+            | Self::PolicyDenied { .. } => true,
             Self::Aws(e) => matches!(
                 e.kind,
                 ErrorKind::AccessDenied | ErrorKind::QuotaExceeded | ErrorKind::Other
@@ -146,6 +152,8 @@ pub struct BindingInput {
     pub spec: InstanceProfileBindingSpec,
     /// The status recorded earlier: only to keep `lastTransitionTime` stable.
     pub previous: Option<InstanceProfileBindingStatus>,
+    /// The policy gate; `None` when it is off.
+    pub policies: Option<std::sync::Arc<policy::PolicySet>>,
 }
 
 /// Controller-wide settings that shape names and paths.
@@ -222,6 +230,58 @@ impl Engine {
     pub async fn reconcile(&self, b: &BindingInput, snapshot: &Snapshot, dry_run: bool) -> Outcome {
         let selector = selector_of(&b.spec);
         let mut observed = Observed::from_snapshot(snapshot, &self.profile_name(&b.key), &selector);
+        // The gate comes before any role lookup or AWS change.
+        if let Some(policies) = &b.policies {
+            let denied = |message: String| {
+                let role = RoleInfo {
+                    name: role::role_name(&b.spec.role).into(),
+                    arn: String::new(),
+                    trusts_ec2: false,
+                };
+                let failure = Failure::PolicyDenied { message };
+                status::outcome(
+                    b,
+                    &self.desired(b, role),
+                    &observed,
+                    &Decision::default(),
+                    Vec::new(),
+                    Some(failure),
+                    false,
+                )
+            };
+            match policies.admit(&b.key.namespace, &b.spec) {
+                policy::Admission::Denied(message) => return denied(message),
+                policy::Admission::Allowed {
+                    account: Some(_), ..
+                } => {
+                    return denied("the governing policy names spec.account; cross-account bindings are not supported by this version, so nothing was changed".into());
+                }
+                policy::Admission::Allowed {
+                    policies: allowing,
+                    account: None,
+                } => {
+                    let instances: Vec<&crate::aws::Instance> =
+                        observed.selected.iter().map(|s| &s.instance).collect();
+                    let refused = policy::refused_instances(&allowing, &instances);
+                    let (keep, out): (Vec<_>, Vec<_>) = observed
+                        .selected
+                        .drain(..)
+                        .partition(|s| !refused.iter().any(|(id, _)| id == &s.instance.id));
+                    observed.selected = keep;
+                    observed.refused = out
+                        .into_iter()
+                        .map(|s| {
+                            let why = refused
+                                .iter()
+                                .find(|(id, _)| id == &s.instance.id)
+                                .map(|r| r.1.clone())
+                                .unwrap_or_default();
+                            (s, why)
+                        })
+                        .collect();
+                }
+            }
+        }
         let role = match role::resolve_role(&self.aws, &self.roles, &b.spec.role).await {
             Ok(role) => role,
             Err(failure) => {

@@ -102,6 +102,8 @@ pub struct Observed {
     pub other_users: Vec<Association>,
     /// Explicit ids that do not exist (any more): dropped, not an error.
     pub missing: Vec<String>,
+    /// Selected instances the policy gate refuses: never touched, reported.
+    pub refused: Vec<(SelectedInstance, String)>,
 }
 
 /// Which instances a binding selects.
@@ -162,6 +164,7 @@ impl Observed {
             selected,
             other_users,
             missing,
+            refused: Vec::new(),
         }
     }
 

@@ -27,6 +27,7 @@ struct Verdict {
 
 fn verdict(
     decision: &Decision,
+    observed: &Observed,
     failure: Option<&Failure>,
     records: &[ActionRecord],
     deleted: bool,
@@ -97,6 +98,28 @@ fn verdict(
             next: Next::Soon,
         };
     }
+    if !observed.refused.is_empty() {
+        let ids: Vec<&str> = observed
+            .refused
+            .iter()
+            .map(|(s, _)| s.instance.id.as_str())
+            .collect();
+        return Verdict {
+            ready: false,
+            reason: "PolicyDenied".into(),
+            message: format!(
+                "instances refused by policy and left untouched: {} ({}); the others are reconciled",
+                ids.join(", "),
+                observed
+                    .refused
+                    .first()
+                    .map(|r| r.1.as_str())
+                    .unwrap_or_default()
+            ),
+            needs_user: true,
+            next: Next::Backoff(BackoffClass::Slow),
+        };
+    }
     if deleted {
         return Verdict {
             ready: false,
@@ -137,7 +160,7 @@ pub(crate) fn outcome(
     failure: Option<Failure>,
     deleted: bool,
 ) -> Outcome {
-    let v = verdict(decision, failure.as_ref(), &actions, deleted);
+    let v = verdict(decision, observed, failure.as_ref(), &actions, deleted);
     let profile = observed.profile.as_ref();
     let foreign_held: Vec<&str> = decision
         .problems
@@ -147,7 +170,7 @@ pub(crate) fn outcome(
             _ => None,
         })
         .collect();
-    let instances: Vec<InstanceStatus> = observed
+    let mut instances: Vec<InstanceStatus> = observed
         .selected
         .iter()
         .map(|s| {
@@ -173,6 +196,13 @@ pub(crate) fn outcome(
             }
         })
         .collect();
+    instances.extend(observed.refused.iter().map(|(s, why)| InstanceStatus {
+        id: s.instance.id.clone(),
+        association_id: None,
+        state: "refused".into(),
+        message: Some(why.clone()),
+    }));
+    instances.sort_by(|a, b| a.id.cmp(&b.id));
     let associated = instances
         .iter()
         .filter(|i| i.state == AssociationState::Associated.as_str())
@@ -318,6 +348,7 @@ mod tests {
                 deletion_policy: crate::crd::DeletionPolicy::Delete,
             },
             previous,
+            policies: None,
         }
     }
 

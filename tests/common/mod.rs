@@ -441,3 +441,123 @@ pub fn profile_name(ns: &str, name: &str) -> String {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// Tags that make binding `name` select its own instances.
+pub fn select_tag(name: &str) -> (&'static str, String) {
+    ("bench-binding", name.to_string())
+}
+
+/// Every call the proxy logged, counted per action: (successful, failed).
+pub fn calls_by_action(
+    calls: &[(String, u16, Option<String>)],
+) -> BTreeMap<String, (usize, usize)> {
+    let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (action, status, _) in calls {
+        let e = out.entry(action.clone()).or_default();
+        if (200..300).contains(status) {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    out
+}
+
+/// Whether an AWS action only reads.
+pub fn is_read(action: &str) -> bool {
+    action.starts_with("List") || action.starts_with("Get") || action.starts_with("Describe")
+}
+
+/// The Kubernetes API emulator of tests/support with the CRDs of `crds/`
+/// registered. Dropping it stops it.
+pub struct KubeEmulator {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+impl KubeEmulator {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut child = Command::new(python())
+            .arg(repo().join("tests/support/kube_emulator.py"))
+            .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .arg("--crd")
+            .arg(repo().join("crds/instanceprofilebinding.yaml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the API emulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("READY line");
+        assert!(line.starts_with("READY "), "emulator said {line:?}");
+        Self {
+            _proc: Proc(child),
+            _dir: dir,
+            kubeconfig,
+        }
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kube config");
+        kube::Client::try_from(config).expect("kube client")
+    }
+}
+
+/// One value of the controller's `/metrics` on `port`: the sample whose name
+/// and labels are exactly `series` (e.g. `…_bindings{reason="Reconciled"}`).
+pub fn metric(port: u16, series: &str) -> Option<f64> {
+    let (status, body) = http(port, "GET", "/metrics", "");
+    if status != 200 {
+        return None;
+    }
+    body.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+/// The sum of every sample of a metric family, whatever its labels.
+pub fn metric_sum(port: u16, name: &str) -> f64 {
+    let (_, body) = http(port, "GET", "/metrics", "");
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Like [`cli`], with more environment variables set and some removed.
+pub fn cli_env(endpoint: &str, args: &[&str], set: &[(&str, &str)], remove: &[&str]) -> Run {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("IPB_CLUSTER_ID", "test")
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null());
+    for (k, v) in set {
+        cmd.env(k, v);
+    }
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().expect("run binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
