@@ -457,7 +457,7 @@ fn rendered_manifests_are_current() {
     let docs = parse_documents(&fresh);
     assert_eq!(
         of_kind(&docs, "CustomResourceDefinition").len(),
-        1,
+        2,
         "--include-crds"
     );
 }
