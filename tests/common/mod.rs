@@ -468,6 +468,17 @@ pub fn is_read(action: &str) -> bool {
     action.starts_with("List") || action.starts_with("Get") || action.starts_with("Describe")
 }
 
+/// Every CRD file under `crds/`.
+pub fn crd_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("crds"))
+        .expect("crds/")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// The Kubernetes API emulator of tests/support with the CRDs of `crds/`
 /// registered. Dropping it stops it.
 pub struct KubeEmulator {
@@ -484,8 +495,11 @@ impl KubeEmulator {
             .arg(repo().join("tests/support/kube_emulator.py"))
             .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
-            .arg("--crd")
-            .arg(repo().join("crds/instanceprofilebinding.yaml"))
+            .args(
+                crd_files()
+                    .iter()
+                    .flat_map(|f| [std::ffi::OsStr::new("--crd"), f.as_os_str()]),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -512,29 +526,79 @@ impl KubeEmulator {
     }
 }
 
+/// The controller's `/metrics` text, or `None` while nothing answers on `port`.
+pub fn scrape(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
 /// One value of the controller's `/metrics` on `port`: the sample whose name
 /// and labels are exactly `series` (e.g. `…_bindings{reason="Reconciled"}`).
 pub fn metric(port: u16, series: &str) -> Option<f64> {
-    let (status, body) = http(port, "GET", "/metrics", "");
-    if status != 200 {
-        return None;
-    }
-    body.lines().find_map(|l| {
+    scrape(port)?.lines().find_map(|l| {
         let (name, value) = l.rsplit_once(' ')?;
         (name == series).then(|| value.parse().ok())?
     })
 }
 
-/// The sum of every sample of a metric family, whatever its labels.
+/// The sum of every sample of a metric family, whatever its labels (0 while
+/// nothing answers).
 pub fn metric_sum(port: u16, name: &str) -> f64 {
-    let (_, body) = http(port, "GET", "/metrics", "");
-    body.lines()
+    scrape(port)
+        .unwrap_or_default()
+        .lines()
         .filter(|l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
+}
+
+impl Aws {
+    /// Like [`Aws::associations`], every page (moto pages associations at 100).
+    pub async fn all_associations(&self) -> BTreeMap<String, (String, String, String)> {
+        let mut out = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .ec2
+                .describe_iam_instance_profile_associations()
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .expect("describe associations");
+            for a in page.iam_instance_profile_associations() {
+                if a.state().map(|s| s.as_str()) == Some("disassociated") {
+                    continue;
+                }
+                if let (Some(i), Some(id), Some(p)) = (
+                    a.instance_id(),
+                    a.association_id(),
+                    a.iam_instance_profile(),
+                ) {
+                    out.insert(
+                        i.to_string(),
+                        (
+                            id.to_string(),
+                            p.arn().unwrap_or_default().to_string(),
+                            p.id().unwrap_or_default().to_string(),
+                        ),
+                    );
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out
+    }
 }
 
 /// Like [`cli`], with more environment variables set and some removed.

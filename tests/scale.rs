@@ -1,0 +1,193 @@
+//! The call budgets of SPEC §3 "Observation at scale" at N = 100 bindings ×
+//! 2 instances (issue #9), through the binary against moto behind the fault
+//! proxy. Not timed (rate limits are raised so moto sets the pace); a
+//! regression to per-binding reads or writes fails here. The figures at other
+//! sizes come from `cargo bench --bench scale` (docs/performance.md).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{Aws, calls_by_action, cli, is_read, path_str, write_bindings};
+
+const N: usize = 100;
+const ROLES: usize = 5;
+/// Instances per binding.
+const K: usize = 2;
+/// The bulk listings of one snapshot; everything else a binding reads is its own.
+const BULK: [&str; 3] = [
+    "ListInstanceProfiles",
+    "DescribeIamInstanceProfileAssociations",
+    "DescribeInstances",
+];
+const FAST: [&str; 8] = [
+    "--rate-limit-iam-read",
+    "1000:1000",
+    "--rate-limit-iam-write",
+    "1000:1000",
+    "--rate-limit-ec2-read",
+    "1000:1000",
+    "--rate-limit-ec2-write",
+    "1000:1000",
+];
+
+fn name(i: usize) -> String {
+    format!("b{i:03}")
+}
+
+fn role(i: usize) -> String {
+    format!("role-{}", i % ROLES)
+}
+
+fn apply(aws: &Aws, file: &std::path::Path) -> common::Run {
+    // AWS's page maxima (moto pages associations at 100 and nothing else).
+    aws.fault_config(r#"{"page_size": 1000}"#);
+    let mut args = vec!["apply", "-f", path_str(file), "--timeout", "120s"];
+    args.extend_from_slice(&FAST);
+    cli(&aws.endpoint(), &args)
+}
+
+fn count(calls: &BTreeMap<String, (usize, usize)>, action: &str) -> usize {
+    calls.get(action).map_or(0, |(ok, failed)| ok + failed)
+}
+
+fn total(calls: &BTreeMap<String, (usize, usize)>, pred: impl Fn(&str) -> bool) -> usize {
+    calls
+        .iter()
+        .filter(|(a, _)| pred(a))
+        .map(|(_, (ok, failed))| ok + failed)
+        .sum()
+}
+
+#[tokio::test]
+async fn one_hundred_bindings_stay_within_the_call_budgets() {
+    require_moto!();
+    let aws = Aws::start().await;
+    for r in 0..ROLES {
+        aws.create_role(&role(r), common::TRUST_EC2).await;
+    }
+    let mut instances: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in 0..N {
+        let (key, value) = common::select_tag(&name(i));
+        let ids = aws
+            .run_instances(i32::try_from(K).expect("k"), &[(key, value.as_str())])
+            .await;
+        assert_eq!(ids.len(), K);
+        instances.insert(name(i), ids);
+    }
+    let docs: String = (0..N)
+        .map(|i| {
+            common::binding(
+                "team-a",
+                &name(i),
+                &role(i),
+                &format!("{{tags: {{bench-binding: {}}}}}", name(i)),
+                "",
+            )
+        })
+        .collect();
+    let (_dir, file) = write_bindings(&docs);
+
+    // Cold: N new bindings.
+    aws.reset_calls();
+    let cold = apply(&aws, &file);
+    assert_eq!(cold.code, 0, "{cold:?}");
+    assert!(
+        cold.stdout
+            .contains(&format!("Apply: {N} of {N} bindings done.")),
+        "{cold:?}"
+    );
+    let calls = calls_by_action(&aws.calls());
+    // Writes: CreateInstanceProfile (tags on the create, so no TagInstanceProfile),
+    // AddRoleToInstanceProfile and k AssociateIamInstanceProfile per binding, nothing else.
+    assert_eq!(count(&calls, "CreateInstanceProfile"), N, "{calls:?}");
+    assert_eq!(count(&calls, "AddRoleToInstanceProfile"), N, "{calls:?}");
+    assert_eq!(
+        count(&calls, "AssociateIamInstanceProfile"),
+        N * K,
+        "{calls:?}"
+    );
+    let writes: BTreeSet<&str> = calls
+        .keys()
+        .map(String::as_str)
+        .filter(|a| !is_read(a))
+        .collect();
+    let budgeted: BTreeSet<&str> = [
+        "CreateInstanceProfile",
+        "TagInstanceProfile",
+        "AddRoleToInstanceProfile",
+        "AssociateIamInstanceProfile",
+    ]
+    .into();
+    assert!(writes.is_subset(&budgeted), "unexpected writes: {calls:?}");
+    let writes = total(&calls, |a| !is_read(a));
+    assert!(
+        writes <= N * (3 + K),
+        "{writes} writes for {N} new bindings of {K} instances: {calls:?}"
+    );
+    // Reads: one bulk snapshot and one GetRole per distinct role; no read of a binding's own.
+    let reads: BTreeSet<&str> = calls
+        .keys()
+        .map(String::as_str)
+        .filter(|a| is_read(a))
+        .collect();
+    let allowed: BTreeSet<&str> = BULK.iter().copied().chain(["GetRole"]).collect();
+    assert!(
+        reads.is_subset(&allowed),
+        "per-binding reads in a cold apply: {calls:?}"
+    );
+    assert_eq!(count(&calls, "GetRole"), ROLES, "{calls:?}");
+    let bulk = total(&calls, |a| BULK.contains(&a));
+    assert!(
+        bulk <= N / 100 + 5,
+        "{bulk} bulk listings for one cold apply: {calls:?}"
+    );
+
+    // No duplicate profiles: exactly one per binding, each on its own instances.
+    let profiles = aws.profiles().await;
+    let ours: BTreeMap<&String, &String> = profiles
+        .iter()
+        .filter(|(_, (path, _, _))| path == "/ipb/test/")
+        .map(|(name, (_, id, _))| (name, id))
+        .collect();
+    assert_eq!(ours.len(), N, "{ours:?}");
+    let associations = aws.all_associations().await;
+    for (binding, ids) in &instances {
+        let profile = common::profile_name("team-a", binding);
+        let id = ours
+            .get(&profile)
+            .unwrap_or_else(|| panic!("no profile for {binding}"));
+        for i in ids {
+            assert_eq!(
+                associations.get(i).map(|a| &a.2),
+                Some(*id),
+                "{i} of {binding} is not on its binding's profile"
+            );
+        }
+    }
+
+    // Steady: nothing changed, so no writes and N/100 + 5 reads plus one GetRole per role.
+    aws.reset_calls();
+    let steady = apply(&aws, &file);
+    assert_eq!(steady.code, 0, "{steady:?}");
+    let calls = calls_by_action(&aws.calls());
+    assert_eq!(
+        total(&calls, |a| !is_read(a)),
+        0,
+        "a steady resync wrote: {calls:?}"
+    );
+    assert!(
+        count(&calls, "GetRole") <= ROLES,
+        "more than one GetRole per role: {calls:?}"
+    );
+    let reads = total(&calls, is_read);
+    assert!(
+        reads <= N / 100 + 5 + ROLES,
+        "{reads} reads for a steady resync of {N} bindings: {calls:?}"
+    );
+    assert_eq!(
+        count(&calls, "GetInstanceProfile"),
+        0,
+        "per-binding profile reads in a steady resync: {calls:?}"
+    );
+}
