@@ -256,8 +256,24 @@ pub async fn apply(
             Err(e) => return Err(e.into()),
         };
         if !pruned_listed {
+            let targets = match prune_targets(engine, &snapshot, &work).await {
+                Ok(t) => t,
+                // A throttled or failed read while listing what to prune is
+                // retried like the snapshot, not fatal.
+                Err(crate::Error::Aws(e))
+                    if Instant::now() + Duration::from_secs(1) < deadline
+                        && matches!(
+                            e.kind,
+                            crate::aws::ErrorKind::Throttled | crate::aws::ErrorKind::Transient
+                        ) =>
+                {
+                    tracing::warn!(error = %e, "listing profiles to prune failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             pruned_listed = true;
-            let targets = prune_targets(engine, &snapshot, &work).await?;
             for t in targets {
                 work.push(t);
                 outcomes.push(None);

@@ -615,7 +615,7 @@ async fn prune_runs_with_zero_bindings() {
 /// while `--prune` lists what to delete ends the whole run with exit 1 (the
 /// SDK's 4 attempts spent on one GetInstanceProfile).
 #[tokio::test]
-#[ignore = "known bug 3: a transient read error while listing prune targets aborts apply --prune"]
+
 async fn known_bug_3_prune_rides_out_a_read_error_while_listing_targets() {
     require_moto!();
     let aws = Aws::start().await;

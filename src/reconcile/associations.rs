@@ -45,7 +45,7 @@ pub(crate) fn association_actions(
             }
             continue;
         }
-        let ours = a.profile_name() == desired.profile_name;
+        let ours = desired.is_our_profile_arn(&a.profile_arn);
         if !ours && !desired.replace_foreign {
             plan.problems.push(Problem::ForeignAssociation {
                 instance_id: id.clone(),
@@ -75,7 +75,8 @@ pub(crate) fn association_actions(
     // Instances no longer selected lose our association, but only the ones the
     // memory proves we made; another user of the profile is left alone.
     for a in &observed.other_users {
-        if !memory.is_some_and(|m| m.contains(&a.instance_id)) {
+        let ours = desired.is_our_profile_arn(&a.profile_arn) || a.profile_id == profile.id;
+        if !ours || !memory.is_some_and(|m| m.contains(&a.instance_id)) {
             continue;
         }
         match a.state {

@@ -17,7 +17,12 @@ pub fn decide_cleanup(desired: &Desired, observed: &Observed) -> Decision {
         .iter()
         .filter_map(|s| s.association.as_ref())
         .filter(|a| uses_our_profile(desired, observed, a))
-        .chain(observed.other_users.iter())
+        .chain(
+            observed
+                .other_users
+                .iter()
+                .filter(|a| uses_our_profile(desired, observed, a)),
+        )
         .collect();
     let Some(profile) = &observed.profile else {
         // Already gone. Instances we select that still point at a dead
@@ -69,7 +74,7 @@ pub fn decide_cleanup(desired: &Desired, observed: &Observed) -> Decision {
 }
 
 fn uses_our_profile(desired: &Desired, observed: &Observed, a: &Association) -> bool {
-    a.profile_name() == desired.profile_name
+    desired.is_our_profile_arn(&a.profile_arn)
         || observed
             .profile
             .as_ref()

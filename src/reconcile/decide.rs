@@ -54,6 +54,19 @@ pub enum Action {
     DeleteProfile,
 }
 
+impl Desired {
+    /// Whether an association's profile ARN is this binding's profile (any
+    /// incarnation): our path and our name. The name alone is not proof: a
+    /// foreign profile elsewhere may bear it.
+    #[must_use]
+    pub fn is_our_profile_arn(&self, arn: &str) -> bool {
+        arn.ends_with(&format!(
+            "instance-profile{}{}",
+            self.path, self.profile_name
+        ))
+    }
+}
+
 impl Action {
     #[must_use]
     pub fn is_mutating(&self) -> bool {
@@ -153,7 +166,22 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
             .push(Action::RecordInstances { ids: grown });
     }
     decision.actions.extend(assoc.actions);
-    if let Some(shrunk) = shrunk_memory(&memory, &assoc.released) {
+    // Remembered instances that are neither selected nor holding our profile
+    // any more (terminated, or a crash between disassociating and recording)
+    // are forgotten, so the memory never claims a stranger's association.
+    let mut released = assoc.released.clone();
+    if let InstanceMemory::Ids(ids) = &memory {
+        released.extend(
+            ids.iter()
+                .filter(|id| {
+                    !observed.selected.iter().any(|s| &s.instance.id == *id)
+                        && !observed.refused.iter().any(|(s, _)| &s.instance.id == *id)
+                        && !observed.other_users.iter().any(|a| &a.instance_id == *id)
+                })
+                .cloned(),
+        );
+    }
+    if let Some(shrunk) = shrunk_memory(&memory, &released) {
         decision
             .actions
             .push(Action::RecordInstances { ids: shrunk });
@@ -584,7 +612,8 @@ pub(crate) mod tests {
             other_users: vec![ours, stranger],
             ..Observed::default()
         };
-        let want: BTreeSet<String> = ["i-1".to_string()].into();
+        // i-1 is neither selected nor associated any more: forgotten too.
+        let want: BTreeSet<String> = BTreeSet::new();
         assert_eq!(
             decide_apply(&d, &o).actions,
             vec![
