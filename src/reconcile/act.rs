@@ -264,7 +264,9 @@ pub(crate) async fn execute(
                 .iter_mut()
                 .filter(|a| &a.instance_id == instance_id)
             {
-                a.state = AssociationState::Disassociated;
+                // Deletion waits for it to be gone (SPEC §3 step 9); apply
+                // only needs to know it is on its way out.
+                a.state = next;
             }
             Ok(Some(ActionRecord {
                 reason: "Disassociated",

@@ -87,12 +87,10 @@ pub(crate) fn association_actions(
                 });
                 plan.released.insert(a.instance_id.clone());
             }
-            AssociationState::Disassociated => {
+            AssociationState::Disassociated | AssociationState::Disassociating => {
                 plan.released.insert(a.instance_id.clone());
             }
-            AssociationState::Associating | AssociationState::Disassociating => {
-                plan.waiting.push(a.instance_id.clone())
-            }
+            AssociationState::Associating => plan.waiting.push(a.instance_id.clone()),
         }
     }
     plan
