@@ -101,6 +101,17 @@ pub struct GlobalArgs {
     /// How long a role lookup (GetRole) is reused.
     #[arg(long, env = "IPB_ROLE_CACHE_TTL", default_value = "60s", value_parser = parse_duration, global = true)]
     pub role_cache_ttl: Duration,
+    /// Session length, in seconds, of the AssumeRole into another account (a
+    /// policy's `spec.account`): 900 to 3600. Credentials from IRSA or Pod
+    /// Identity are an assumed role already, so this is role chaining, which
+    /// AWS caps at one hour.
+    #[arg(
+        long,
+        env = "IPB_ASSUME_ROLE_DURATION_SECONDS",
+        default_value = "3600",
+        global = true
+    )]
+    pub assume_role_duration_seconds: String,
     #[arg(long, env = "IPB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
     pub log_format: String,
     /// error, warn, info, debug, trace, or an EnvFilter directive.
@@ -114,6 +125,17 @@ impl GlobalArgs {
     /// # Errors
     /// A bad cluster id or path prefix, naming the flag.
     pub fn engine_config(&self) -> Result<EngineConfig, crate::Error> {
+        let mut config = self.engine_config_for_doctor()?;
+        config.assume_role_seconds = self.assume_role_seconds()?;
+        Ok(config)
+    }
+
+    /// As [`Self::engine_config`], but a bad session length is left for
+    /// `doctor`'s own check to report.
+    ///
+    /// # Errors
+    /// A bad cluster id or path prefix, naming the flag.
+    pub fn engine_config_for_doctor(&self) -> Result<EngineConfig, crate::Error> {
         naming::validate_cluster_id(&self.cluster_id)
             .map_err(|e| crate::Error::Config(format!("--cluster-id: {e}")))?;
         let path_prefix = naming::normalize_path_prefix(&self.profile_path_prefix)
@@ -122,7 +144,37 @@ impl GlobalArgs {
             cluster_id: self.cluster_id.clone(),
             path_prefix,
             role_cache_ttl: self.role_cache_ttl,
+            assume_role_seconds: self
+                .assume_role_seconds()
+                .unwrap_or(crate::aws::assume::MAX_CHAINED_SESSION_SECONDS),
         })
+    }
+
+    /// The cross-account session length, checked against STS's limits.
+    ///
+    /// # Errors
+    /// A value that is not a number of seconds within 900..=3600.
+    pub fn assume_role_seconds(&self) -> Result<u32, crate::Error> {
+        use crate::aws::assume::{MAX_CHAINED_SESSION_SECONDS, MIN_SESSION_SECONDS};
+        let raw = self.assume_role_duration_seconds.trim();
+        let bad = |why: String| {
+            crate::Error::Config(format!(
+                "--assume-role-duration-seconds (IPB_ASSUME_ROLE_DURATION_SECONDS) {raw:?}: {why}"
+            ))
+        };
+        let s: u32 = raw
+            .trim_end_matches('s')
+            .parse()
+            .map_err(|_| bad("not a number of seconds".into()))?;
+        if s > MAX_CHAINED_SESSION_SECONDS {
+            return Err(bad(format!(
+                "over {MAX_CHAINED_SESSION_SECONDS}; assuming a role from IRSA or Pod Identity credentials is role chaining, and STS rejects chained sessions longer than one hour"
+            )));
+        }
+        if s < MIN_SESSION_SECONDS {
+            return Err(bad(format!("below STS's minimum of {MIN_SESSION_SECONDS}")));
+        }
+        Ok(s)
     }
 
     /// AWS clients from the SDK's default chain and these flags.

@@ -318,7 +318,8 @@ async fn cleanup(
     started: Instant,
 ) -> Result<Action, Error> {
     // Deletion is not gated: it only removes what an allowed binding made.
-    let input = input(&b, None)?;
+    // The policies still travel along: a cross-account binding's external id is theirs.
+    let input = input(&b, ctx.policy_set())?;
     let key = input.key.to_string();
     if input.spec.deletion_policy == DeletionPolicy::Retain {
         ctx.publish(
@@ -355,6 +356,12 @@ async fn cleanup(
 
 fn forget(ctx: &Context, key: &str) {
     ctx.metrics.set_binding_reason(key, None);
+    if let Some((namespace, name)) = key.split_once('/') {
+        ctx.engine.forget(&crate::naming::BindingKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        });
+    }
     if let Ok(mut b) = ctx.backoffs.lock() {
         b.forget(key);
     }

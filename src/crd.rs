@@ -129,6 +129,11 @@ pub struct InstanceProfileBindingStatus {
     pub instance_summary: Option<String>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The role assumed to reach the AWS account this binding's resources live
+    /// in (from its InstanceProfilePolicy's `spec.account`); absent: the
+    /// controller's own account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_role_arn: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -186,6 +191,13 @@ impl InstanceProfileBindingStatus {
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.condition("Ready").is_some_and(|c| c.status == "True")
+    }
+
+    /// Replaces the Ready condition's message.
+    pub fn set_ready_message(&mut self, message: &str) {
+        if let Some(c) = self.conditions.iter_mut().find(|c| c.type_ == "Ready") {
+            c.message = message.to_string();
+        }
     }
 }
 

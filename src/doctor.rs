@@ -1883,8 +1883,10 @@ fn fallback_findings(facts: &Facts, sid_of: &dyn Fn(&str) -> String) -> Vec<Find
 }
 
 /// Check 7: a role session chained through AssumeRole lasts at most 3600 s.
-/// Cross-account assumption is not a flag yet; `IPB_ASSUME_ROLE_DURATION_SECONDS`
-/// stands for the duration it would request.
+/// `IPB_ASSUME_ROLE_DURATION_SECONDS` (`--assume-role-duration-seconds`) is
+/// what the controller requests when a policy's `spec.account` sends a
+/// binding to another account; `run`, `plan` and `apply` refuse to start with
+/// a value STS would reject, and doctor says why.
 #[must_use]
 pub fn check_session_duration(value: Option<&str>) -> Finding {
     let Some(raw) = value else {

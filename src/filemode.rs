@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::aws::assume::AssumeTarget;
 use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
 use crate::files::FileBinding;
 use crate::naming::{self, BindingKey};
@@ -72,16 +73,49 @@ fn inputs(bindings: &[FileBinding], opts: &FileModeOptions) -> Vec<Work> {
         .collect()
 }
 
-/// Profiles under this cluster's path whose owning binding is not in the files.
+/// Profiles under this cluster's path whose owning binding is not in the
+/// files: in this account, and in every account the files' policies name.
 async fn prune_targets(
     engine: &Engine,
     snapshot: &Snapshot,
     keep: &[Work],
+    policies: Option<&std::sync::Arc<crate::reconcile::policy::PolicySet>>,
 ) -> Result<Vec<Work>, crate::Error> {
     let kept: BTreeSet<String> = keep
         .iter()
         .map(|w| engine.profile_name(&w.input.key))
         .collect();
+    let mut out = Vec::new();
+    for owner in owned_elsewhere(engine, &engine.aws, snapshot, &kept).await? {
+        out.push(prune_work(owner, None, None));
+    }
+    let targets: BTreeSet<AssumeTarget> = policies
+        .iter()
+        .flat_map(|set| set.policies.iter())
+        .filter_map(|(_, p)| p.account.as_ref())
+        .map(|a| AssumeTarget {
+            role_arn: a.assume_role_arn.clone(),
+            external_id: a.external_id.clone(),
+        })
+        .collect();
+    for target in targets {
+        let account = engine.accounts.get(&target);
+        let paths = BTreeSet::from([engine.default_path()]);
+        let theirs = account.snapshot(snapshot.taken_at, &paths).await?;
+        for owner in owned_elsewhere(engine, &account.aws, &theirs, &kept).await? {
+            out.push(prune_work(owner, Some(&target), policies.cloned()));
+        }
+    }
+    Ok(out)
+}
+
+/// Owners (by tags, name checked) of profiles under the cluster path not in `kept`.
+async fn owned_elsewhere(
+    engine: &Engine,
+    aws: &crate::aws::Aws,
+    snapshot: &Snapshot,
+    kept: &BTreeSet<String>,
+) -> Result<Vec<BindingKey>, crate::Error> {
     let root = engine.default_path();
     let mut names: Vec<&String> = snapshot
         .profiles
@@ -92,7 +126,7 @@ async fn prune_targets(
     names.sort();
     let mut out = Vec::new();
     for name in names {
-        let Some(profile) = engine.aws.get_profile(name).await? else {
+        let Some(profile) = aws.get_profile(name).await? else {
             continue;
         };
         let Some(owner) = profile
@@ -107,26 +141,40 @@ async fn prune_targets(
             tracing::warn!(profile = %name, binding = %owner, "not pruning: the name does not match the binding its tags name");
             continue;
         }
-        let spec = InstanceProfileBindingSpec {
-            role: String::new(),
-            instance_profile: None,
-            instances: crate::crd::InstanceSelector::default(),
-            replace_foreign_associations: false,
-            deletion_policy: DeletionPolicy::Delete,
-        };
-        out.push(Work {
-            input: BindingInput {
-                key: owner,
-                uid: None,
-                generation: None,
-                spec,
-                previous: None,
-                policies: None,
-            },
-            prune: true,
-        });
+        out.push(owner);
     }
     Ok(out)
+}
+
+/// Cleanup work for a binding gone from the files; `account` says where its
+/// resources are (recorded as a status would record it).
+fn prune_work(
+    owner: BindingKey,
+    account: Option<&AssumeTarget>,
+    policies: Option<std::sync::Arc<crate::reconcile::policy::PolicySet>>,
+) -> Work {
+    let spec = InstanceProfileBindingSpec {
+        role: String::new(),
+        instance_profile: None,
+        instances: crate::crd::InstanceSelector::default(),
+        replace_foreign_associations: false,
+        deletion_policy: DeletionPolicy::Delete,
+    };
+    let previous = account.map(|t| InstanceProfileBindingStatus {
+        assume_role_arn: Some(t.role_arn.clone()),
+        ..InstanceProfileBindingStatus::default()
+    });
+    Work {
+        input: BindingInput {
+            key: owner,
+            uid: None,
+            generation: None,
+            spec,
+            previous,
+            policies,
+        },
+        prune: true,
+    }
 }
 
 async fn run_one(engine: &Engine, w: &Work, snapshot: &Snapshot, dry_run: bool) -> Outcome {
@@ -153,7 +201,7 @@ pub async fn plan(
     let mut work = inputs(bindings, opts);
     let snapshot = Snapshot::take(&engine.aws, &take_paths(engine, &work)).await?;
     if opts.prune {
-        work.extend(prune_targets(engine, &snapshot, &work).await?);
+        work.extend(prune_targets(engine, &snapshot, &work, opts.policies.as_ref()).await?);
     }
     let outcomes: Vec<Outcome> = futures::stream::iter(work.iter())
         .map(|w| run_one(engine, w, &snapshot, true))
@@ -256,23 +304,24 @@ pub async fn apply(
             Err(e) => return Err(e.into()),
         };
         if !pruned_listed {
-            let targets = match prune_targets(engine, &snapshot, &work).await {
-                Ok(t) => t,
-                // A throttled or failed read while listing what to prune is
-                // retried like the snapshot, not fatal.
-                Err(crate::Error::Aws(e))
-                    if Instant::now() + Duration::from_secs(1) < deadline
-                        && matches!(
-                            e.kind,
-                            crate::aws::ErrorKind::Throttled | crate::aws::ErrorKind::Transient
-                        ) =>
-                {
-                    tracing::warn!(error = %e, "listing profiles to prune failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+            let targets =
+                match prune_targets(engine, &snapshot, &work, opts.policies.as_ref()).await {
+                    Ok(t) => t,
+                    // A throttled or failed read while listing what to prune is
+                    // retried like the snapshot, not fatal.
+                    Err(crate::Error::Aws(e))
+                        if Instant::now() + Duration::from_secs(1) < deadline
+                            && matches!(
+                                e.kind,
+                                crate::aws::ErrorKind::Throttled | crate::aws::ErrorKind::Transient
+                            ) =>
+                    {
+                        tracing::warn!(error = %e, "listing profiles to prune failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
             pruned_listed = true;
             for t in targets {
                 work.push(t);

@@ -68,7 +68,7 @@ async fn dispatch(cli: Cli) -> Result<i32, instance_profile_controller::Error> {
         Command::Doctor(args) => {
             // A bad --cluster-id or path prefix is a usage error (exit 1); from
             // here on doctor reports its own failures, with exit 2.
-            let config = cli.global.engine_config()?;
+            let config = cli.global.engine_config_for_doctor()?;
             Ok(instance_profile_controller::doctor::command(&cli.global, &config, &args).await)
         }
     }

@@ -264,14 +264,141 @@ async fn lease_holder(client: &Client) -> Option<String> {
         .and_then(|l| l.spec?.holder_identity)
 }
 
+/// The CRDs and namespace team-a.
+async fn install(client: &Client) -> (Api<InstanceProfilePolicy>, Api<InstanceProfileBinding>) {
+    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for file in ["instanceprofilebinding.yaml", "instanceprofilepolicy.yaml"] {
+        let text = std::fs::read_to_string(repo().join("crds").join(file)).expect("crd yaml");
+        let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+            serde_norway::from_str(&text).expect("crd");
+        let name = crd.metadata.name.clone().expect("crd name");
+        crd_api
+            .patch(
+                &name,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .expect("install CRD");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "team-a"}})).expect("ns");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    (
+        Api::all(client.clone()),
+        Api::namespaced(client.clone(), "team-a"),
+    )
+}
+
+const OTHER_ROLE: &str = "arn:aws:iam::444455556666:role/ipb-controller";
+
+/// A policy that gains `spec.account` moves its bindings there (removing
+/// them where they were), and deleting cleans up in that account.
+async fn cross_account_scenario(cluster: &Cluster) {
+    let aws = common::Aws::start().await;
+    let other = aws.in_account(OTHER_ROLE).await;
+    aws.create_role("web-app", common::TRUST_EC2).await;
+    other.create_role("web-app", common::TRUST_EC2).await;
+    let home_inst = aws.run_instances(1, &[("team", "a")]).await;
+    let other_inst = other.run_instances(1, &[("team", "a")]).await;
+    aws.fault_config(&format!(
+        r#"{{"assume_role_external_ids": {{"{OTHER_ROLE}": "ext-123"}}}}"#
+    ));
+    let client = cluster.client().await;
+    let (policies, api) = install(&client).await;
+    let _run = controller(
+        cluster,
+        &aws,
+        "solo",
+        free_port(),
+        &["--no-leader-election"],
+    );
+    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfilePolicy",
+        "metadata": {"name": "team-a"},
+        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+    let web = serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfileBinding",
+        "metadata": {"name": "web", "namespace": "team-a"},
+        "spec": {"role": "web-app", "instances": {"tags": {"team": "a"}}},
+    });
+    let web: InstanceProfileBinding = serde_json::from_value(web).expect("binding");
+    api.create(&PostParams::default(), &web)
+        .await
+        .expect("create binding");
+    let b = wait_status(&api, "web", "Ready at home", ready_for_generation).await;
+    assert_eq!(b.status.and_then(|s| s.assume_role_arn), None);
+    let name = common::profile_name("team-a", "web");
+    assert!(aws.profiles().await.contains_key(&name));
+    assert!(aws.associations().await.contains_key(&home_inst[0]));
+
+    // The policy now names another account: the binding moves there.
+    policies
+        .patch(
+            "team-a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"account": {
+                "assumeRoleArn": OTHER_ROLE, "externalId": "ext-123"}}})),
+        )
+        .await
+        .expect("add account");
+    let moved = wait_status(&api, "web", "Ready in the other account", |_, s| {
+        s.is_ready() && s.assume_role_arn.as_deref() == Some(OTHER_ROLE)
+    })
+    .await;
+    let arn = moved
+        .status
+        .and_then(|s| s.instance_profile)
+        .and_then(|p| p.arn)
+        .unwrap_or_default();
+    assert!(arn.starts_with("arn:aws:iam::444455556666:"), "{arn}");
+    assert!(other.profiles().await.contains_key(&name));
+    assert!(other.associations().await.contains_key(&other_inst[0]));
+    assert!(!aws.profiles().await.contains_key(&name), "left at home");
+    assert!(aws.associations().await.is_empty(), "left at home");
+    for p in aws.assume_role_calls() {
+        let seconds: u32 = p["DurationSeconds"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("DurationSeconds");
+        assert!(seconds <= 3600, "{p}");
+    }
+
+    // Deleted: cleaned up in the account it lives in.
+    api.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&api, "web").await;
+    assert!(
+        !other.profiles().await.contains_key(&name),
+        "profile left behind"
+    );
+    assert!(
+        other.associations().await.is_empty(),
+        "association left behind"
+    );
+}
+
 async fn scenario(cluster: &Cluster) {
     let aws = common::Aws::start().await;
     aws.create_role("web-app", common::TRUST_EC2).await;
     aws.create_role("db-app", common::TRUST_EC2).await;
     let inst = aws.run_instances(2, &[]).await;
     let client = cluster.client().await;
-    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
 
     // Without the CRD, `run` refuses to start and says what to do.
     let out = Command::new(common::bin())
@@ -294,30 +421,7 @@ async fn scenario(cluster: &Cluster) {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    for file in ["instanceprofilebinding.yaml", "instanceprofilepolicy.yaml"] {
-        let text = std::fs::read_to_string(repo().join("crds").join(file)).expect("crd yaml");
-        let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-            serde_norway::from_str(&text).expect("crd");
-        let name = crd.metadata.name.clone().expect("crd name");
-        crd_api
-            .patch(
-                &name,
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .expect("install CRD");
-    }
-    let policies: Api<InstanceProfilePolicy> = Api::all(client.clone());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "team-a"}})).expect("ns");
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
-    let api: Api<InstanceProfileBinding> = Api::namespaced(client.clone(), "team-a");
+    let (policies, api) = install(&client).await;
 
     let (port_a, port_b) = (free_port(), free_port());
     let mut first = Some(controller(cluster, &aws, "replica-a", port_a, &[]));
@@ -543,4 +647,22 @@ async fn controller_against_a_real_api_server() {
     require_moto!();
     let cluster = Cluster::real(&assets);
     scenario(&cluster).await;
+}
+
+#[tokio::test]
+async fn cross_account_against_the_api_emulator() {
+    require_moto!();
+    let cluster = Cluster::emulator();
+    cross_account_scenario(&cluster).await;
+}
+
+#[tokio::test]
+async fn cross_account_against_a_real_api_server() {
+    let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from) else {
+        println!("skipped: KUBEBUILDER_ASSETS not set");
+        return;
+    };
+    require_moto!();
+    let cluster = Cluster::real(&assets);
+    cross_account_scenario(&cluster).await;
 }

@@ -118,6 +118,7 @@ async fn context(endpoint: &str, client: Client) -> Arc<Context> {
             cluster_id: "test".into(),
             path_prefix: "/ipb/".into(),
             role_cache_ttl: std::time::Duration::from_secs(60),
+            assume_role_seconds: 3600,
         },
     );
     let (store, _writer) = kube::runtime::reflector::store::<InstanceProfileBinding>();

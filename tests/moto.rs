@@ -698,3 +698,109 @@ async fn policy_gate_in_file_mode_denies_without_writes_then_allows() {
     assert_eq!(aws.associations().await.len(), 1);
     assert!(aws.profiles().await.contains_key(&profile_name(NS, "web")));
 }
+
+const OTHER_ROLE: &str = "arn:aws:iam::444455556666:role/ipb-controller";
+
+#[tokio::test]
+async fn cross_account_binding_lands_in_the_policys_account() {
+    require_moto!();
+    let aws = Aws::start().await;
+    let other = aws.in_account(OTHER_ROLE).await;
+    other.create_role("web-app", common::TRUST_EC2).await;
+    let inst = other.run_instances(2, &[("team", "a")]).await;
+    // moto checks no trust policy: the proxy demands the external id, as the
+    // target role's trust policy would.
+    aws.fault_config(&format!(
+        r#"{{"assume_role_external_ids": {{"{OTHER_ROLE}": "ext-123"}}}}"#
+    ));
+    let b = binding(NS, "web", "web-app", "{tags: {team: a}}", "");
+    let account = |external_id: &str| {
+        policy(
+            "[web-*]",
+            &format!(
+                "  instances: {{requiredTags: {{team: a}}}}\n  account: {{assumeRoleArn: \"{OTHER_ROLE}\", externalId: {external_id}}}\n"
+            ),
+        )
+    };
+
+    // A session longer than role chaining allows is refused before any AWS call.
+    let (_d0, good) = write_bindings(&format!("{}{b}", account("ext-123")));
+    let r = common::cli_env(
+        &aws.endpoint(),
+        &["apply", "-f", path_str(&good), "--timeout", "60s"],
+        &[("IPB_ASSUME_ROLE_DURATION_SECONDS", "7200")],
+        &[],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("role chaining"), "{r:?}");
+    assert!(aws.calls().is_empty(), "{:?}", aws.calls());
+
+    // The wrong external id: AccessDenied naming AssumeRole, nothing changed anywhere.
+    let (_d1, wrong) = write_bindings(&format!("{}{b}", account("nope-000")));
+    let r = apply(&aws, &wrong, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("AccessDenied") && r.stdout.contains("AssumeRole"),
+        "{r:?}"
+    );
+    assert!(
+        aws.mutating_calls().is_empty(),
+        "{:?}",
+        aws.mutating_calls()
+    );
+    aws.reset_calls();
+    aws.fault_config(&format!(
+        r#"{{"assume_role_external_ids": {{"{OTHER_ROLE}": "ext-123"}}, "propagation_seconds": 2}}"#
+    ));
+
+    // Allowed: the profile and associations land in the other account only.
+    let r = apply(&aws, &good, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let name = profile_name(NS, "web");
+    let theirs = other.profiles().await;
+    assert_eq!(
+        theirs.get(&name).map(|p| p.2.clone()),
+        Some(vec!["web-app".to_string()]),
+        "{theirs:?}"
+    );
+    assert!(!aws.profiles().await.contains_key(&name), "nothing at home");
+    let assoc = other.associations().await;
+    for id in &inst {
+        let (_, arn, _) = assoc.get(id).expect("associated");
+        assert!(arn.starts_with("arn:aws:iam::444455556666:"), "{arn}");
+    }
+    let assumed = aws.assume_role_calls();
+    assert!(!assumed.is_empty());
+    for p in &assumed {
+        let seconds: u32 = p["DurationSeconds"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("DurationSeconds sent");
+        assert!((900..=3600).contains(&seconds), "{p}");
+        assert_eq!(p["ExternalId"], "ext-123", "{p}");
+        assert_eq!(p["RoleArn"], OTHER_ROLE, "{p}");
+    }
+    assert!(
+        assumed.iter().any(|p| {
+            p["RoleSessionName"].as_str().is_some_and(|s| {
+                s.contains("instance-profile-controller") && s.contains("team-a.web")
+            })
+        }),
+        "a session names the controller and the binding: {assumed:?}"
+    );
+
+    // Converged: nothing to change, in either account.
+    let p = plan(&aws, &good);
+    assert_eq!(p.code, 0, "{p:?}");
+
+    // Gone from the files: prune finds it in the policy's account and removes it.
+    aws.reset_calls();
+    aws.fault_config(&format!(
+        r#"{{"assume_role_external_ids": {{"{OTHER_ROLE}": "ext-123"}}}}"#
+    ));
+    let (_d2, only_policy) = write_bindings(&account("ext-123"));
+    let r = apply(&aws, &only_policy, &["--prune"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!other.profiles().await.contains_key(&name), "pruned");
+    assert!(other.associations().await.is_empty());
+}

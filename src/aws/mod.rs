@@ -2,6 +2,7 @@
 //! applies the client-side rate limit of its family, classifies errors
 //! (SPEC §5) and counts the call.
 
+pub mod assume;
 pub mod doctor;
 pub mod ec2;
 pub mod errors;
@@ -202,13 +203,14 @@ impl CallLog {
     }
 }
 
-/// Actions that change AWS state.
+/// Actions that change AWS state (`AssumeRole` only hands out credentials).
 #[must_use]
 pub fn is_mutating(action: &str) -> bool {
     !(action.starts_with("List")
         || action.starts_with("Get")
         || action.starts_with("Describe")
-        || action.starts_with("Simulate"))
+        || action.starts_with("Simulate")
+        || action == "AssumeRole")
 }
 
 /// The AWS clients of one account, with rate limits and call accounting.
@@ -218,9 +220,14 @@ pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub sts: aws_sdk_sts::Client,
     limiter: Arc<RateLimiter>,
+    limits: Limits,
     pub calls: Arc<CallLog>,
     metrics: Arc<Metrics>,
     credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    /// The configuration the clients were built from (for other accounts' clients).
+    conf: aws_config::SdkConfig,
+    /// Credentials of an assumed role in another account.
+    pub assumed: bool,
 }
 
 impl Aws {
@@ -260,14 +267,33 @@ impl Aws {
             // IAM is global; EC2 needs a region, and a clear error later beats none.
             conf = conf.into_builder().region(Region::new("us-east-1")).build();
         }
+        Self::from_conf_with(
+            &conf,
+            limits,
+            Arc::new(RateLimiter::new(limits)),
+            Arc::new(CallLog::default()),
+            metrics,
+        )
+    }
+
+    fn from_conf_with(
+        conf: &aws_config::SdkConfig,
+        limits: Limits,
+        limiter: Arc<RateLimiter>,
+        calls: Arc<CallLog>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            iam: aws_sdk_iam::Client::new(&conf),
-            ec2: aws_sdk_ec2::Client::new(&conf),
-            sts: aws_sdk_sts::Client::new(&conf),
-            limiter: Arc::new(RateLimiter::new(limits)),
-            calls: Arc::new(CallLog::default()),
+            iam: aws_sdk_iam::Client::new(conf),
+            ec2: aws_sdk_ec2::Client::new(conf),
+            sts: aws_sdk_sts::Client::new(conf),
+            limits,
+            limiter,
+            calls,
             metrics,
             credentials: conf.credentials_provider(),
+            conf: conf.clone(),
+            assumed: false,
         }
     }
 

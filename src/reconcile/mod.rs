@@ -1,6 +1,7 @@
 //! The reconcile pipeline: observe → decide → act → report. File mode and the
 //! cluster controller both run [`Engine::reconcile`] and [`Engine::cleanup`].
 
+pub mod accounts;
 pub mod act;
 pub mod associations;
 pub mod cleanup;
@@ -12,8 +13,10 @@ pub mod role;
 pub mod status;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::aws::assume::AssumeTarget;
 use crate::aws::{Aws, AwsError, ErrorKind, RoleCache, RoleInfo};
 use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
 use crate::naming::{self, BindingKey};
@@ -163,6 +166,8 @@ pub struct EngineConfig {
     /// Normalized `/…/` prefix; profiles live at `<prefix><cluster-id>/`.
     pub path_prefix: String,
     pub role_cache_ttl: Duration,
+    /// Session length of cross-account AssumeRole (at most 3600 s: role chaining).
+    pub assume_role_seconds: u32,
 }
 
 /// Shared by every reconcile: AWS clients and the role cache.
@@ -170,13 +175,82 @@ pub struct Engine {
     pub aws: Aws,
     pub config: EngineConfig,
     roles: RoleCache,
+    /// Other accounts named by policies' `spec.account`.
+    pub accounts: accounts::Accounts,
+}
+
+/// Where a binding's AWS resources live: this account or one reached by AssumeRole.
+enum Place<'a> {
+    Home(&'a Snapshot),
+    Other(Arc<accounts::Account>, Arc<Snapshot>, Box<Aws>),
+}
+
+impl Place<'_> {
+    fn snapshot(&self) -> &Snapshot {
+        match self {
+            Self::Home(s) => s,
+            Self::Other(_, s, _) => s,
+        }
+    }
 }
 
 impl Engine {
     #[must_use]
     pub fn new(aws: Aws, config: EngineConfig) -> Self {
         let roles = RoleCache::new(config.role_cache_ttl);
-        Self { aws, config, roles }
+        let accounts = accounts::Accounts::new(
+            aws.clone(),
+            config.cluster_id.clone(),
+            config.assume_role_seconds,
+            config.role_cache_ttl,
+        );
+        Self {
+            aws,
+            config,
+            roles,
+            accounts,
+        }
+    }
+
+    /// Forgets per-binding state (role sessions) of a binding that is gone.
+    pub fn forget(&self, key: &BindingKey) {
+        self.accounts.forget(key);
+    }
+
+    /// Reaches the account `target` names (or this one) for a binding:
+    /// its role session and a snapshot no older than `home`.
+    async fn place<'a>(
+        &self,
+        b: &BindingInput,
+        target: Option<&AssumeTarget>,
+        home: &'a Snapshot,
+    ) -> Result<Place<'a>, AwsError> {
+        let Some(target) = target else {
+            return Ok(Place::Home(home));
+        };
+        let account = self.accounts.get(target);
+        let mut paths = BTreeSet::from([self.default_path()]);
+        paths.insert(self.path_for(&b.spec));
+        let snapshot = account.snapshot(home.taken_at, &paths).await?;
+        let aws = account.session(&b.key).await?;
+        Ok(Place::Other(account, snapshot, Box::new(aws)))
+    }
+
+    /// The account recorded in a binding's status (where its resources are),
+    /// with the external id a current policy gives for it.
+    fn recorded_account(&self, b: &BindingInput) -> Option<AssumeTarget> {
+        let arn = b.previous.as_ref()?.assume_role_arn.clone()?;
+        let external_id = b.policies.as_ref().and_then(|set| {
+            set.policies
+                .iter()
+                .filter_map(|(_, p)| p.account.as_ref())
+                .find(|a| a.assume_role_arn == arn)
+                .and_then(|a| a.external_id.clone())
+        });
+        Some(AssumeTarget {
+            role_arn: arn,
+            external_id,
+        })
     }
 
     /// The path every profile of this cluster lives under by default.
@@ -228,95 +302,183 @@ impl Engine {
 
     /// Brings one live binding to its desired state (or, with `dry_run`, says how).
     pub async fn reconcile(&self, b: &BindingInput, snapshot: &Snapshot, dry_run: bool) -> Outcome {
-        let selector = selector_of(&b.spec);
-        let mut observed = Observed::from_snapshot(snapshot, &self.profile_name(&b.key), &selector);
         // The gate comes before any role lookup or AWS change.
-        if let Some(policies) = &b.policies {
-            let denied = |message: String| {
-                let role = RoleInfo {
-                    name: role::role_name(&b.spec.role).into(),
-                    arn: String::new(),
-                    trusts_ec2: false,
-                };
-                let failure = Failure::PolicyDenied { message };
-                status::outcome(
-                    b,
-                    &self.desired(b, role),
-                    &observed,
-                    &Decision::default(),
-                    Vec::new(),
-                    Some(failure),
-                    false,
-                )
-            };
-            match policies.admit(&b.key.namespace, &b.spec) {
-                policy::Admission::Denied(message) => return denied(message),
-                policy::Admission::Allowed {
-                    account: Some(_), ..
-                } => {
-                    return denied("the governing policy names spec.account; cross-account bindings are not supported by this version, so nothing was changed".into());
+        let (allowing, target) = match &b.policies {
+            None => (None, None),
+            Some(policies) => match policies.admit(&b.key.namespace, &b.spec) {
+                policy::Admission::Denied(message) => {
+                    let observed = if self.recorded_account(b).is_some() {
+                        Observed::default()
+                    } else {
+                        Observed::from_snapshot(
+                            snapshot,
+                            &self.profile_name(&b.key),
+                            &selector_of(&b.spec),
+                        )
+                    };
+                    let mut out = self.failed(b, &observed, Failure::PolicyDenied { message });
+                    // Denial keeps AWS state where it is, and the record of where.
+                    out.status.assume_role_arn =
+                        b.previous.as_ref().and_then(|p| p.assume_role_arn.clone());
+                    return out;
                 }
-                policy::Admission::Allowed {
-                    policies: allowing,
-                    account: None,
-                } => {
-                    let instances: Vec<&crate::aws::Instance> =
-                        observed.selected.iter().map(|s| &s.instance).collect();
-                    let refused = policy::refused_instances(&allowing, &instances);
-                    let (keep, out): (Vec<_>, Vec<_>) = observed
-                        .selected
-                        .drain(..)
-                        .partition(|s| !refused.iter().any(|(id, _)| id == &s.instance.id));
-                    observed.selected = keep;
-                    observed.refused = out
-                        .into_iter()
-                        .map(|s| {
-                            let why = refused
-                                .iter()
-                                .find(|(id, _)| id == &s.instance.id)
-                                .map(|r| r.1.clone())
-                                .unwrap_or_default();
-                            (s, why)
-                        })
-                        .collect();
-                }
+                policy::Admission::Allowed { policies, account } => (
+                    Some(policies),
+                    account.map(|a| AssumeTarget {
+                        role_arn: a.assume_role_arn,
+                        external_id: a.external_id,
+                    }),
+                ),
+            },
+        };
+        // Resources left in another account (the policy's account changed)
+        // are removed there first: a binding lives in one account at a time.
+        let mut moved = Vec::new();
+        let recorded = self.recorded_account(b);
+        let had_resources = b
+            .previous
+            .as_ref()
+            .and_then(|p| p.instance_profile.as_ref())
+            .is_some_and(|p| p.arn.is_some());
+        if had_resources
+            && recorded.as_ref().map(|t| &t.role_arn) != target.as_ref().map(|t| &t.role_arn)
+        {
+            let out = self
+                .cleanup_at(b, recorded.as_ref(), snapshot, dry_run)
+                .await;
+            if !out.deleted {
+                let mut out = out;
+                let to = target.as_ref().map_or_else(
+                    || "this controller's account".to_string(),
+                    |t| format!("account {}", t.account_id()),
+                );
+                out.message = format!(
+                    "moving to {to}: removing this binding's resources from where they are first: {}",
+                    out.message
+                );
+                out.status.set_ready_message(&out.message);
+                return out;
             }
+            moved = out.actions;
         }
-        let role = match role::resolve_role(&self.aws, &self.roles, &b.spec.role).await {
-            Ok(role) => role,
-            Err(failure) => {
-                let desired = self.desired(
-                    b,
-                    RoleInfo {
-                        name: role::role_name(&b.spec.role).into(),
-                        arn: String::new(),
-                        trusts_ec2: false,
-                    },
-                );
-                return status::outcome(
-                    b,
-                    &desired,
-                    &observed,
-                    &Decision::default(),
-                    Vec::new(),
-                    Some(failure),
-                    false,
-                );
+        let place = match self.place(b, target.as_ref(), snapshot).await {
+            Ok(p) => p,
+            Err(e) => {
+                let mut out = self.failed(b, &Observed::default(), Failure::Aws(e));
+                out.status.assume_role_arn = recorded.map(|t| t.role_arn);
+                return out;
             }
         };
+        let (aws, roles) = match &place {
+            Place::Home(_) => (&self.aws, &self.roles),
+            Place::Other(account, _, aws) => (&**aws, &account.roles),
+        };
+        let mut observed = Observed::from_snapshot(
+            place.snapshot(),
+            &self.profile_name(&b.key),
+            &selector_of(&b.spec),
+        );
+        if let Some(allowing) = &allowing {
+            let instances: Vec<&crate::aws::Instance> =
+                observed.selected.iter().map(|s| &s.instance).collect();
+            let refused = policy::refused_instances(allowing, &instances);
+            let (keep, out): (Vec<_>, Vec<_>) = observed
+                .selected
+                .drain(..)
+                .partition(|s| !refused.iter().any(|(id, _)| id == &s.instance.id));
+            observed.selected = keep;
+            observed.refused = out
+                .into_iter()
+                .map(|s| {
+                    let why = refused
+                        .iter()
+                        .find(|(id, _)| id == &s.instance.id)
+                        .map(|r| r.1.clone())
+                        .unwrap_or_default();
+                    (s, why)
+                })
+                .collect();
+        }
+        let stamp = |mut out: Outcome| {
+            out.status.assume_role_arn = target.as_ref().map(|t| t.role_arn.clone());
+            if !moved.is_empty() {
+                let mut actions = moved.clone();
+                actions.append(&mut out.actions);
+                out.actions = actions;
+            }
+            out
+        };
+        let role = match role::resolve_role(aws, roles, &b.spec.role).await {
+            Ok(role) => role,
+            Err(failure) => return stamp(self.failed(b, &observed, failure)),
+        };
         let desired = self.desired(b, role);
-        self.converge(b, &desired, &mut observed, dry_run, Mode::Apply)
-            .await
+        stamp(
+            self.converge(aws, b, &desired, &mut observed, dry_run, Mode::Apply)
+                .await,
+        )
     }
 
-    /// Deletes what a binding owns in AWS, safely (or, with `dry_run`, says how).
+    /// The outcome of a binding stopped before *act* by `failure`.
+    fn failed(&self, b: &BindingInput, observed: &Observed, failure: Failure) -> Outcome {
+        let role = RoleInfo {
+            name: role::role_name(&b.spec.role).into(),
+            arn: String::new(),
+            trusts_ec2: false,
+        };
+        status::outcome(
+            b,
+            &self.desired(b, role),
+            observed,
+            &Decision::default(),
+            Vec::new(),
+            Some(failure),
+            false,
+        )
+    }
+
+    /// Deletes what a binding owns in AWS, safely (or, with `dry_run`, says how),
+    /// in the account its status records, else the one its policy names.
     pub async fn cleanup(&self, b: &BindingInput, snapshot: &Snapshot, dry_run: bool) -> Outcome {
+        let target = if b
+            .previous
+            .as_ref()
+            .is_some_and(|p| p.instance_profile.is_some() || p.assume_role_arn.is_some())
+        {
+            self.recorded_account(b)
+        } else {
+            b.policies
+                .as_ref()
+                .and_then(|set| match set.admit(&b.key.namespace, &b.spec) {
+                    policy::Admission::Allowed {
+                        account: Some(a), ..
+                    } => Some(AssumeTarget {
+                        role_arn: a.assume_role_arn,
+                        external_id: a.external_id,
+                    }),
+                    _ => None,
+                })
+        };
+        self.cleanup_at(b, target.as_ref(), snapshot, dry_run).await
+    }
+
+    async fn cleanup_at(
+        &self,
+        b: &BindingInput,
+        target: Option<&AssumeTarget>,
+        snapshot: &Snapshot,
+        dry_run: bool,
+    ) -> Outcome {
         let role = RoleInfo {
             name: role::role_name(&b.spec.role).into(),
             arn: String::new(),
             trusts_ec2: true,
         };
         let desired = self.desired(b, role);
+        let stamp = |mut out: Outcome| {
+            out.status.assume_role_arn = target.map(|t| t.role_arn.clone());
+            out
+        };
         if b.spec.deletion_policy == DeletionPolicy::Retain {
             let observed = Observed::default();
             let mut out = status::outcome(
@@ -329,16 +491,30 @@ impl Engine {
                 true,
             );
             out.message = "deletionPolicy Retain: AWS resources left in place".into();
-            return out;
+            return stamp(out);
         }
-        let mut observed =
-            Observed::from_snapshot(snapshot, &desired.profile_name, &selector_of(&b.spec));
-        self.converge(b, &desired, &mut observed, dry_run, Mode::Cleanup)
-            .await
+        let place = match self.place(b, target, snapshot).await {
+            Ok(p) => p,
+            Err(e) => return stamp(self.failed(b, &Observed::default(), Failure::Aws(e))),
+        };
+        let aws = match &place {
+            Place::Home(_) => &self.aws,
+            Place::Other(_, _, aws) => &**aws,
+        };
+        let mut observed = Observed::from_snapshot(
+            place.snapshot(),
+            &desired.profile_name,
+            &selector_of(&b.spec),
+        );
+        stamp(
+            self.converge(aws, b, &desired, &mut observed, dry_run, Mode::Cleanup)
+                .await,
+        )
     }
 
     async fn converge(
         &self,
+        aws: &Aws,
         b: &BindingInput,
         desired: &Desired,
         observed: &mut Observed,
@@ -358,7 +534,7 @@ impl Engine {
                 let deleted = deleting && decision.converged() && observed.profile.is_none();
                 return status::outcome(b, desired, observed, &decision, records, None, deleted);
             };
-            match act::execute(&self.aws, desired, observed, &action, dry_run).await {
+            match act::execute(aws, desired, observed, &action, dry_run).await {
                 Ok(Some(record)) => {
                     if !dry_run {
                         tracing::info!(binding = %b.key, reason = record.reason, "{}", record.message);

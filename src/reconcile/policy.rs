@@ -145,9 +145,10 @@ impl PolicySet {
             .iter()
             .filter_map(|(_, p)| p.account.as_ref())
             .collect();
-        accounts.dedup_by(|a, b| {
-            a.assume_role_arn == b.assume_role_arn && a.external_id == b.external_id
+        accounts.sort_by(|a, b| {
+            (&a.assume_role_arn, &a.external_id).cmp(&(&b.assume_role_arn, &b.external_id))
         });
+        accounts.dedup();
         if accounts.len() > 1
             || (accounts.len() == 1 && allowing.iter().any(|(_, p)| p.account.is_none()))
         {

@@ -268,6 +268,8 @@ pub(crate) fn outcome(
         ),
     ];
     let status = InstanceProfileBindingStatus {
+        // Set by the engine, which knows the account.
+        assume_role_arn: None,
         observed_generation: b.generation,
         instance_profile: profile
             .map(|p| ProfileStatus {

@@ -110,8 +110,8 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
 
 /// moto behind the fault proxy. Dropping it stops both.
 pub struct Aws {
-    _moto: Proc,
-    _proxy: Proc,
+    _moto: std::sync::Arc<Proc>,
+    _proxy: std::sync::Arc<Proc>,
     pub moto_port: u16,
     pub proxy_port: u16,
     pub iam: aws_sdk_iam::Client,
@@ -159,8 +159,8 @@ impl Aws {
             .load()
             .await;
         Self {
-            _moto: moto,
-            _proxy: Proc(proxy),
+            _moto: std::sync::Arc::new(moto),
+            _proxy: std::sync::Arc::new(Proc(proxy)),
             moto_port,
             proxy_port,
             iam: aws_sdk_iam::Client::new(&conf),
@@ -170,6 +170,63 @@ impl Aws {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.proxy_port)
+    }
+
+    /// Seeding and checking clients of another account: credentials from
+    /// AssumeRole of `role_arn`, straight to moto (which files them under the
+    /// role's account).
+    pub async fn in_account(&self, role_arn: &str) -> Self {
+        let endpoint = format!("http://127.0.0.1:{}", self.moto_port);
+        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_credential_types::Credentials::for_tests())
+            .load()
+            .await;
+        let out = aws_sdk_sts::Client::new(&base)
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name("test-seed")
+            .send()
+            .await
+            .expect("assume role in moto");
+        let c = out.credentials().expect("credentials");
+        let creds = aws_credential_types::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "test",
+        );
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&endpoint)
+            .credentials_provider(creds)
+            .load()
+            .await;
+        Self {
+            _moto: self._moto.clone(),
+            _proxy: self._proxy.clone(),
+            moto_port: self.moto_port,
+            proxy_port: self.proxy_port,
+            iam: aws_sdk_iam::Client::new(&conf),
+            ec2: aws_sdk_ec2::Client::new(&conf),
+        }
+    }
+
+    /// The parameters of every AssumeRole the controller sent through the proxy.
+    pub fn assume_role_calls(&self) -> Vec<serde_json::Value> {
+        let (_, body) = http(self.proxy_port, "GET", "/_fault/calls", "");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("calls json");
+        v["calls"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["action"] == "AssumeRole")
+                    .map(|c| c["params"].clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn fault_config(&self, json: &str) {
@@ -207,9 +264,7 @@ impl Aws {
         self.calls()
             .into_iter()
             .map(|c| c.0)
-            .filter(|a| {
-                !(a.starts_with("List") || a.starts_with("Get") || a.starts_with("Describe"))
-            })
+            .filter(|a| !is_read(a))
             .collect()
     }
 
@@ -465,7 +520,10 @@ pub fn calls_by_action(
 
 /// Whether an AWS action only reads.
 pub fn is_read(action: &str) -> bool {
-    action.starts_with("List") || action.starts_with("Get") || action.starts_with("Describe")
+    action.starts_with("List")
+        || action.starts_with("Get")
+        || action.starts_with("Describe")
+        || action == "AssumeRole"
 }
 
 /// Every CRD file under `crds/`.

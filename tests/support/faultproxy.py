@@ -39,10 +39,21 @@ Config keys (POST /_fault/config merges; unknown keys -> HTTP 400):
                               applied to ListInstanceProfiles / ListRoles
     translate_moto_gaps [true] moto's HTTP 500 for RemoveRoleFromInstanceProfile
                               -> IAM 404 NoSuchEntity
+    chained_session_limit [3600] STS AssumeRole with DurationSeconds above
+                              this -> 400 ValidationError, as AWS answers a
+                              role-chained assumption (moto accepts any);
+                              null turns the check off
+    assume_role_external_ids [{}] {role ARN: external id}: AssumeRole of that
+                              role without that ExternalId -> 403 AccessDenied
+                              (moto checks no trust policy)
+    assume_role_denied [[]]   role ARNs whose AssumeRole -> 403 AccessDenied
     seed                      (write-only) re-seed the random generator
 
+Call log entries of STS AssumeRole also carry "params": RoleArn,
+RoleSessionName, DurationSeconds and ExternalId as sent.
+
 Call log "fault" values: a fault kind, "propagation", "read_lag",
-"proxy_error" or null; "status" is 0 when the connection was dropped.
+"sts_rule", "proxy_error" or null; "status" is 0 when the connection was dropped.
 
 Standard library only.
 """
@@ -82,10 +93,16 @@ DEFAULT_CONFIG = {
     "latency_ms": 200,
     "page_size": None,
     "translate_moto_gaps": True,
+    "chained_session_limit": 3600,
+    "assume_role_external_ids": {},
+    "assume_role_denied": [],
     # Deterministic faults, consumed before the random ones:
     # [{"kind": K, "action": A|null, "service": S|null, "count": N}, ...]
     "scripted_faults": [],
 }
+
+
+ASSUME_ROLE_LOGGED = ("RoleArn", "RoleSessionName", "DurationSeconds", "ExternalId")
 
 
 class ConfigError(ValueError):
@@ -146,6 +163,16 @@ def validate_config_update(update):
             if not isinstance(value, bool):
                 raise ConfigError("translate_moto_gaps must be a boolean")
             out[key] = value
+        elif key == "chained_session_limit":
+            out[key] = None if value is None else _num(key, value, 1)
+        elif key == "assume_role_external_ids":
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise ConfigError("assume_role_external_ids must map role ARNs to strings")
+            out[key] = dict(value)
+        elif key == "assume_role_denied":
+            v = _str_list_or_null(key, value)
+            out[key] = v or []
         elif key == "scripted_faults":
             if not isinstance(value, list):
                 raise ConfigError("scripted_faults must be a list")
@@ -202,15 +229,18 @@ class State:
             self.calls = []
             self.created = {}
 
-    def log_call(self, service, action, status, fault, t):
+    def log_call(self, service, action, status, fault, t, params=None):
         with self.lock:
-            self.calls.append({
+            entry = {
                 "service": service,
                 "action": action,
                 "status": status,
                 "fault": fault,
                 "t": t,
-            })
+            }
+            if params is not None:
+                entry["params"] = params
+            self.calls.append(entry)
 
     def record_created(self, name):
         with self.lock:
@@ -773,7 +803,10 @@ class Handler(BaseHTTPRequestHandler):
                     else query_error(service, 500, "ServiceFailure", msg, "Receiver"))
         # Log before answering, so a client that reads the call log right
         # after its response always sees this call.
-        state.log_call(service, action, 0 if resp is None else resp[0], fault, t)
+        logged = None
+        if service == "sts" and action == "AssumeRole":
+            logged = {k: params[k] for k in ASSUME_ROLE_LOGGED if k in params}
+        state.log_call(service, action, 0 if resp is None else resp[0], fault, t, logged)
         self.log_message("%s %s -> %s%s", service, action, "reset" if resp is None else resp[0],
                          f" (fault {fault})" if fault else "")
         if resp is None:
@@ -804,6 +837,12 @@ class Handler(BaseHTTPRequestHandler):
             if resp is not None:
                 fault = fault or "propagation"
                 return fault, resp
+
+        # STS: what AWS checks and moto does not
+        if service == "sts" and action == "AssumeRole":
+            resp = self._assume_role_check(params, cfg)
+            if resp is not None:
+                return fault or "sts_rule", resp
 
         # IAM read-after-write lag for GetInstanceProfile
         if service == "iam" and action == "GetInstanceProfile" and cfg["iam_read_lag_seconds"] > 0:
@@ -895,6 +934,33 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "reset_after":
             return fault, None
         return fault, (status, headers, data)
+
+    def _assume_role_check(self, params, cfg):
+        role = params.get("RoleArn", "")
+        limit = cfg["chained_session_limit"]
+        duration = params.get("DurationSeconds")
+        if limit is not None and duration not in (None, ""):
+            try:
+                seconds = int(duration)
+            except ValueError:
+                seconds = None
+            if seconds is None or seconds > limit:
+                return query_error(
+                    "sts", 400, "ValidationError",
+                    "The requested DurationSeconds exceeds the 1 hour session limit "
+                    "for roles assumed by role chaining.")
+        if role in cfg["assume_role_denied"]:
+            return query_error(
+                "sts", 403, "AccessDenied",
+                f"User: arn:aws:sts::123456789012:assumed-role/controller/session is not "
+                f"authorized to perform: sts:AssumeRole on resource: {role}")
+        want = cfg["assume_role_external_ids"].get(role)
+        if want is not None and params.get("ExternalId") != want:
+            return query_error(
+                "sts", 403, "AccessDenied",
+                f"User: arn:aws:sts::123456789012:assumed-role/controller/session is not "
+                f"authorized to perform: sts:AssumeRole on resource: {role}")
+        return None
 
     def _forward_all(self, path, body, spec):
         """Forward a list call and follow moto's own paging, if any, so the
