@@ -789,9 +789,21 @@ async fn cross_account_binding_lands_in_the_policys_account() {
         "a session names the controller and the binding: {assumed:?}"
     );
 
-    // Converged: nothing to change, in either account.
+    // Converged: nothing to change, in either account, and only the
+    // account's own session is assumed (a binding's session is assumed when
+    // it has something to change).
+    aws.reset_calls();
+    aws.fault_config(&format!(
+        r#"{{"assume_role_external_ids": {{"{OTHER_ROLE}": "ext-123"}}}}"#
+    ));
     let p = plan(&aws, &good);
     assert_eq!(p.code, 0, "{p:?}");
+    let assumed = aws.assume_role_calls();
+    assert_eq!(assumed.len(), 1, "{assumed:?}");
+    assert_eq!(
+        assumed[0]["RoleSessionName"], "instance-profile-controller.test",
+        "{assumed:?}"
+    );
 
     // Gone from the files: prune finds it in the policy's account and removes it.
     aws.reset_calls();

@@ -109,36 +109,33 @@ pub struct Account {
 }
 
 impl Account {
-    /// Clients whose role session names the binding, with credentials checked
-    /// (a failed AssumeRole surfaces here, classified, not inside a later call).
-    ///
-    /// # Errors
-    /// The AssumeRole error.
-    pub async fn session(&self, key: &BindingKey) -> Result<Aws, AwsError> {
+    /// Clients whose role session names the binding. The session is assumed
+    /// lazily, at the binding's first call that needs it (a write or a
+    /// read-after-write), so a converged binding costs no AssumeRole; the
+    /// account's own session, checked by [`Self::snapshot`], vouches that the
+    /// role can be assumed at all.
+    #[must_use]
+    pub fn session(&self, key: &BindingKey) -> Aws {
         let id = key.to_string();
-        let (aws, credentials) = {
-            let mut sessions = match self.sessions.lock() {
-                Ok(s) => s,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            sessions.retain(|_, (used, _, _)| used.elapsed() < SESSION_IDLE);
-            let entry = sessions.entry(id).or_insert_with(|| {
-                let credentials = Arc::new(AssumedRole::new(
-                    self.home.clone(),
-                    self.target.clone(),
-                    session_name(&[CONTROLLER, &key.namespace, &key.name]),
-                    self.duration_seconds,
-                ));
-                let aws = self
-                    .home
-                    .with_credentials(credentials.clone(), self.limiter.clone());
-                (Instant::now(), aws, credentials)
-            });
-            entry.0 = Instant::now();
-            (entry.1.clone(), entry.2.clone())
+        let mut sessions = match self.sessions.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        credentials.credentials().await?;
-        Ok(aws)
+        sessions.retain(|_, (used, _, _)| used.elapsed() < SESSION_IDLE);
+        let entry = sessions.entry(id).or_insert_with(|| {
+            let credentials = Arc::new(AssumedRole::new(
+                self.home.clone(),
+                self.target.clone(),
+                session_name(&[CONTROLLER, &key.namespace, &key.name]),
+                self.duration_seconds,
+            ));
+            let aws = self
+                .home
+                .with_credentials(credentials.clone(), self.limiter.clone());
+            (Instant::now(), aws, credentials)
+        });
+        entry.0 = Instant::now();
+        entry.1.clone()
     }
 
     /// The controller's own session works (credentials assumed).

@@ -232,7 +232,7 @@ impl Engine {
         let mut paths = BTreeSet::from([self.default_path()]);
         paths.insert(self.path_for(&b.spec));
         let snapshot = account.snapshot(home.taken_at, &paths).await?;
-        let aws = account.session(&b.key).await?;
+        let aws = account.session(&b.key);
         Ok(Place::Other(account, snapshot, Box::new(aws)))
     }
 
@@ -369,9 +369,11 @@ impl Engine {
                 return out;
             }
         };
-        let (aws, roles) = match &place {
-            Place::Home(_) => (&self.aws, &self.roles),
-            Place::Other(account, _, aws) => (&**aws, &account.roles),
+        // Role lookups are reads shared by the account's bindings: the
+        // account's own session; changes go through the binding's session.
+        let (aws, roles, lookup) = match &place {
+            Place::Home(_) => (&self.aws, &self.roles, &self.aws),
+            Place::Other(account, _, aws) => (&**aws, &account.roles, &account.aws),
         };
         let mut observed = Observed::from_snapshot(
             place.snapshot(),
@@ -408,7 +410,7 @@ impl Engine {
             }
             out
         };
-        let role = match role::resolve_role(aws, roles, &b.spec.role).await {
+        let role = match role::resolve_role(lookup, roles, &b.spec.role).await {
             Ok(role) => role,
             Err(failure) => return stamp(self.failed(b, &observed, failure)),
         };
