@@ -123,6 +123,17 @@ pub struct Context {
     pub gate: Option<(Store<InstanceProfilePolicy>, Store<Namespace>)>,
     backoffs: Mutex<Backoffs>,
     last_write: Mutex<HashMap<String, Instant>>,
+    arrivals: Mutex<Arrivals>,
+}
+
+/// When this process first saw each binding's current generation, from scans
+/// of the store at most every 100 ms: no later than the first reconcile of it,
+/// so bindings that arrive together share one snapshot taken after them all.
+#[derive(Default)]
+struct Arrivals {
+    scanned: Option<Instant>,
+    /// key → (generation, first seen)
+    seen: HashMap<String, (Option<i64>, Instant)>,
 }
 
 impl Context {
@@ -149,6 +160,7 @@ impl Context {
             gate: None,
             backoffs: Mutex::new(Backoffs::default()),
             last_write: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(Arrivals::default()),
         }
     }
 
@@ -179,6 +191,40 @@ impl Context {
             .lock()
             .ok()
             .and_then(|m| m.get(key).copied())
+    }
+
+    /// When this process first saw `key` at `generation`.
+    fn arrival(&self, key: &str, generation: Option<i64>) -> Instant {
+        let now = Instant::now();
+        let Ok(mut a) = self.arrivals.lock() else {
+            return now;
+        };
+        if a.scanned
+            .is_none_or(|t| now.duration_since(t) > Duration::from_millis(100))
+        {
+            let mut seen = HashMap::with_capacity(a.seen.len());
+            for b in self.store.state() {
+                let (Some(ns), Some(name)) = (&b.metadata.namespace, &b.metadata.name) else {
+                    continue;
+                };
+                let k = format!("{ns}/{name}");
+                let g = b.metadata.generation;
+                let at = match a.seen.get(&k) {
+                    Some((old, at)) if *old == g => *at,
+                    _ => now,
+                };
+                seen.insert(k, (g, at));
+            }
+            a.seen = seen;
+            a.scanned = Some(now);
+        }
+        match a.seen.get(key) {
+            Some((g, at)) if *g == generation => *at,
+            _ => {
+                a.seen.insert(key.to_string(), (generation, now));
+                now
+            }
+        }
     }
 
     fn wrote(&self, key: &str) {
@@ -294,10 +340,8 @@ async fn apply(
     // arrived; a binding that just wrote reads what it wrote.
     let spec_changed =
         b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
-    let fresher_than = [ctx.last_write(&key), spec_changed.then_some(started)]
-        .into_iter()
-        .flatten()
-        .max();
+    let arrived = spec_changed.then(|| ctx.arrival(&key, b.metadata.generation).min(started));
+    let fresher_than = [ctx.last_write(&key), arrived].into_iter().flatten().max();
     let snapshot = ctx
         .snapshots
         .get(&ctx.engine, &ctx.store, fresher_than)
