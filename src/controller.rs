@@ -398,6 +398,14 @@ async fn cleanup(
     })
 }
 
+/// Drops the fields of a binding the controller never reads from its cache.
+fn slim(b: &mut InstanceProfileBinding) {
+    b.metadata.managed_fields = None;
+    if let Some(a) = b.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 fn forget(ctx: &Context, key: &str) {
     ctx.metrics.set_binding_reason(key, None);
     if let Some((namespace, name)) = key.split_once('/') {
@@ -674,9 +682,16 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
         });
     }
 
-    let mut controller = Controller::new(bindings, watcher::Config::default())
+    // The cache holds bindings without what the controller never reads
+    // (managedFields, kubectl's last-applied copy): about half of each object.
+    let (store, writer) = reflector::store::<InstanceProfileBinding>();
+    let trigger = watcher::watcher(bindings, watcher::Config::default())
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .applied_objects();
+    let mut controller = Controller::for_stream(trigger, store.clone())
         .with_config(ControllerConfig::default().concurrency(global.concurrency));
-    let store = controller.store();
     let gate = if args.require_policy {
         // Stores to read policies and namespace labels from, and triggers that
         // re-queue the bindings a change may affect (seconds, not a resync).
@@ -686,7 +701,8 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
         tokio::spawn(
             reflector::reflector(
                 policy_writer,
-                watcher::watcher(policies_api.clone(), watcher::Config::default()),
+                watcher::watcher(policies_api.clone(), watcher::Config::default())
+                    .modify(|p| p.metadata.managed_fields = None),
             )
             .default_backoff()
             .for_each(|_| async {}),
@@ -694,7 +710,12 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
         tokio::spawn(
             reflector::reflector(
                 ns_writer,
-                watcher::watcher(namespaces_api.clone(), watcher::Config::default()),
+                watcher::watcher(namespaces_api.clone(), watcher::Config::default()).modify(|n| {
+                    n.metadata.managed_fields = None;
+                    n.metadata.annotations = None;
+                    n.spec = None;
+                    n.status = None;
+                }),
             )
             .default_backoff()
             .for_each(|_| async {}),
