@@ -205,6 +205,25 @@ class State:
         self.config = copy.deepcopy(DEFAULT_CONFIG)
         self.calls = []
         self.created = {}  # InstanceProfileName -> time.monotonic() of creation
+        # The complete upstream listing behind proxy-made pages, so that a
+        # continuation page does not re-read (and re-scan) all of moto's items:
+        # key -> (the listing's bytes, status, headers). Emptied by every call
+        # that is not a read, and by reset.
+        self.listings = {}
+
+    def cached_listing(self, key):
+        with self.lock:
+            return self.listings.get(key)
+
+    def cache_listing(self, key, value):
+        with self.lock:
+            if len(self.listings) >= 16:
+                self.listings.clear()
+            self.listings[key] = value
+
+    def forget_listings(self):
+        with self.lock:
+            self.listings.clear()
 
     def snapshot_config(self):
         with self.lock:
@@ -228,6 +247,7 @@ class State:
             self.config = copy.deepcopy(DEFAULT_CONFIG)
             self.calls = []
             self.created = {}
+            self.listings = {}
 
     def log_call(self, service, action, status, fault, t, params=None):
         with self.lock:
@@ -900,9 +920,18 @@ class Handler(BaseHTTPRequestHandler):
                 if query != split.query:
                     path = urllib.parse.urlunsplit(("", "", split.path, query, split.fragment))
 
+        if not (action.startswith(("Describe", "List", "Get")) or service == "sts"):
+            state.forget_listings()
         try:
             if offset is not None:
-                status, headers, data = self._forward_all(path, fwd_body, spec)
+                # Continuation pages come from the listing the first page read
+                # (as long as nothing was written since); a first page reads anew.
+                key = (service, action, path, fwd_body)
+                cached = state.cached_listing(key) if offset > 0 else None
+                if cached is None:
+                    cached = self._forward_all(path, fwd_body, spec)
+                    state.cache_listing(key, cached)
+                status, headers, data = cached
             else:
                 status, headers, data = self._forward(path, fwd_body)
         except (OSError, http.client.HTTPException) as exc:

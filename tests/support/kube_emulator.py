@@ -21,7 +21,7 @@ What it emulates (see the module's tests for the checked behaviour):
     core v1 events, converted like the real server does);
     apiextensions.k8s.io/v1 customresourcedefinitions, whose creation
     registers the custom kinds of every served version;
-  * get, list, watch (bookmarks, sendInitialEvents, selectors), create
+  * get, list (limit / continue paging), watch (bookmarks, sendInitialEvents, selectors), create
     (generateName), replace (optimistic concurrency), merge / JSON / strategic
     (built-ins only) patches, server-side apply (field ownership per manager,
     removal of fields a manager stops applying, conflicts unless force),
@@ -1506,6 +1506,30 @@ class Cluster:
                 items.append(x)
         return items, str(self.rv)
 
+    def list_page(self, rt, ns, lsel, fsel, limit, token):
+        """A list in pages, like the API server's ``limit``/``continue``: items
+        in key order after the token's last key, at most ``limit`` of them; the
+        list's resourceVersion is the first page's (what a watch resumes from),
+        and a later page shows the objects as they are now (the real server
+        reads that page at the first page's version; a watch from it replays
+        every change since, so a client ends up in the same state).
+        -> (items, rv, continue token or "", remainingItemCount or None)."""
+        items, rv = self.list(rt, ns, lsel, fsel)
+        if token:
+            try:
+                state = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+                rv, after = str(state["rv"]), [state["ns"], state["name"]]
+            except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+                raise bad_request("continue key is not valid: invalid continue token")
+            items = [x for x in items
+                     if [x["metadata"].get("namespace") or "", x["metadata"]["name"]] > after]
+        if not limit or len(items) <= limit:
+            return items, rv, "", None
+        page, last = items[:limit], items[limit - 1]["metadata"]
+        token = base64.urlsafe_b64encode(json.dumps(
+            {"rv": rv, "ns": last.get("namespace") or "", "name": last["name"]}).encode()).decode("ascii")
+        return page, rv, token, len(items) - limit
+
     def create(self, rt, ns, body, ctx):
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
@@ -2276,14 +2300,25 @@ class Handler(BaseHTTPRequestHandler):
                 lsel = parse_label_selector(q.get("labelSelector"))
                 fsel = parse_field_selector(q.get("fieldSelector"))
                 cluster.check_field_selector(rt, fsel)
-                items, rv = cluster.list(rt, ns, lsel, fsel)
+                try:
+                    limit = int(q.get("limit") or 0)
+                except ValueError:
+                    raise bad_request(f"invalid limit: {q.get('limit')}")
+                items, rv, token, remaining = cluster.list_page(
+                    rt, ns, lsel, fsel, max(limit, 0), q.get("continue"))
+            list_meta = {"resourceVersion": rv}
+            if token:
+                list_meta["continue"] = token
+                list_meta["remainingItemCount"] = remaining
             if fmt[0] == "table":
-                return self.send_json(200, make_table(rt, items, rv, fmt[1], q.get("includeObject", "Metadata")))
+                table = make_table(rt, items, rv, fmt[1], q.get("includeObject", "Metadata"))
+                table["metadata"] = list_meta
+                return self.send_json(200, table)
             if fmt[0] == "pom":
                 return self.send_json(200, {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{fmt[1]}",
-                                            "metadata": {"resourceVersion": rv}, "items": [pom(x, fmt[1]) for x in items]})
+                                            "metadata": list_meta, "items": [pom(x, fmt[1]) for x in items]})
             return self.send_json(200, {"apiVersion": rt.api_version, "kind": rt.list_kind,
-                                        "metadata": {"resourceVersion": rv}, "items": items})
+                                        "metadata": list_meta, "items": items})
         text = body.decode("utf-8", "replace") if body else ""
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
         if method in ("POST", "PUT") and ctype == "application/vnd.kubernetes.protobuf":

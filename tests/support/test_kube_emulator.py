@@ -314,6 +314,38 @@ def t_table_over_http(env):
     check(pom["kind"] == "PartialObjectMetadataList" and any(i["metadata"]["name"] == "web" for i in pom["items"]))
 
 
+def t_list_paging(env):
+    """limit/continue: pages in name order, one resourceVersion for the whole
+    list, remainingItemCount, a bad token is 400, no limit is one page."""
+    names = [f"pg{i:02d}" for i in range(7)]
+    for n in names:
+        env.ok("POST", ipb(), binding(n), expect=201)
+    whole = [i["metadata"]["name"] for i in env.ok("GET", ipb())["items"] if i["metadata"]["name"].startswith("pg")]
+    check(whole == names, whole)
+    seen, token, rvs, pages = [], None, set(), 0
+    while True:
+        q = "limit=3" + (f"&continue={token}" if token else "")
+        page = env.ok("GET", ipb(query=q))
+        pages += 1
+        check(len(page["items"]) <= 3, len(page["items"]))
+        rvs.add(page["metadata"]["resourceVersion"])
+        seen += [i["metadata"]["name"] for i in page["items"]]
+        token = page["metadata"].get("continue")
+        if not token:
+            check("remainingItemCount" not in page["metadata"], page["metadata"])
+            break
+        check(page["metadata"]["remainingItemCount"] > 0, page["metadata"])
+        env.ok("POST", ipb(), binding(f"zz-late{pages}"), expect=201)   # a write between pages
+    check([n for n in seen if n.startswith("pg")] == names, seen)
+    check(len(rvs) == 1, rvs)
+    check(len(seen) == len(set(seen)), seen)
+    env.fail("GET", ipb(query="limit=2&continue=not-a-token"), code=400, reason="BadRequest")
+    table = env.ok("GET", ipb(query="limit=2"), accept=TABLE)
+    check(len(table["rows"]) == 2 and table["metadata"].get("continue"), table["metadata"])
+    for n in names + [f"zz-late{k}" for k in range(1, pages)]:
+        env.ok("DELETE", ipb(name=n))
+
+
 def t_watch_order_and_resume(env):
     lst = env.ok("GET", ipb())
     check(lst["kind"] == f"{KIND}List" and "continue" not in lst["metadata"])
@@ -711,7 +743,7 @@ def t_sigterm_clean_exit(env):
 
 TESTS = [
     t_startup_and_discovery, t_crd_established, t_namespace_required, t_kubectl_apply_and_printer_columns,
-    t_table_over_http, t_watch_order_and_resume, t_watch_bookmarks_timeout_initial_events,
+    t_table_over_http, t_list_paging, t_watch_order_and_resume, t_watch_bookmarks_timeout_initial_events,
     t_watch_label_selector_transitions, t_put_stale_rv_conflict, t_json_patch_finalizer,
     t_generation_and_status_subresource, t_server_side_apply, t_delete_with_finalizer,
     t_lease_optimistic_concurrency, t_events_generate_name, t_selectors_and_errors, t_kubectl_workflows,
