@@ -103,8 +103,12 @@ impl SnapshotCache {
         {
             return Ok(s.clone());
         }
+        // Whoever waits on the lock gets the new snapshot, so the old one goes
+        // now: two full snapshots at once would double the peak at scale.
+        *guard = None;
         let bindings = store.state();
         let paths = engine.snapshot_paths(bindings.iter().map(|b| &b.spec));
+        drop(bindings);
         let fresh = Arc::new(Snapshot::take(&engine.aws, &paths).await?);
         *guard = Some(fresh.clone());
         Ok(fresh)
@@ -351,7 +355,11 @@ async fn apply(
         ctx.wrote(&key);
     }
     ctx.report_events(&b, &outcome).await;
-    ctx.patch_status(&b, &outcome.status).await?;
+    // A converged binding's status is what it was: no write, so a resync of
+    // N converged bindings costs the API server nothing.
+    if b.status.as_ref() != Some(&outcome.status) {
+        ctx.patch_status(&b, &outcome.status).await?;
+    }
     ctx.metrics.set_binding_reason(&key, Some(&outcome.reason));
     Ok(ctx.requeue(&key, outcome.next))
 }
@@ -398,12 +406,16 @@ async fn cleanup(
     })
 }
 
-/// Drops the fields of a binding the controller never reads from its cache.
+/// Drops the fields of a binding the controller never reads from its cache
+/// (managedFields alone are about half of an object; labels and annotations,
+/// kubectl's last-applied copy among them, can be as large again).
 fn slim(b: &mut InstanceProfileBinding) {
-    b.metadata.managed_fields = None;
-    if let Some(a) = b.metadata.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
+    let m = &mut b.metadata;
+    m.managed_fields = None;
+    m.annotations = None;
+    m.labels = None;
+    m.owner_references = None;
+    m.creation_timestamp = None;
 }
 
 fn forget(ctx: &Context, key: &str) {
