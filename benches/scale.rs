@@ -694,9 +694,10 @@ async fn hold(opts: &Options, report: &mut Report) {
     let yaml = yaml_of(n, roles, |_| "{tags: {bench: none}}".to_string());
     let (dir, file) = common::write_bindings(&yaml);
     let file = common::path_str(&file).to_string();
-    // moto lists every profile in one response whatever MaxItems says; paging it
-    // in the proxy would re-read all of them from moto once per page.
+    // The proxy pages like AWS (1000 profiles a page); moto would answer all
+    // of them in one response, which no AWS account does.
     aws.reset_calls();
+    aws.fault_config(AWS_PAGES);
     let mut args = vec!["apply", "-f", &file, "--timeout", "120m"];
     args.extend_from_slice(&UNLIMITED);
     let apply = measure(binary(&aws.endpoint(), &args));
@@ -707,6 +708,7 @@ async fn hold(opts: &Options, report: &mut Report) {
 
     eprintln!("== hold {n}: plan");
     aws.reset_calls();
+    aws.fault_config(AWS_PAGES);
     let plan = measure(binary(&aws.endpoint(), &["plan", "-f", &file]));
     let plan_calls = Calls::read(&aws);
     if plan.code != 0 {
@@ -753,6 +755,7 @@ async fn hold(opts: &Options, report: &mut Report) {
         opts.hold_resync
     );
     aws.reset_calls();
+    aws.fault_config(AWS_PAGES);
     let mut run = Running::start(
         &aws.endpoint(),
         &kube.kubeconfig,
@@ -920,8 +923,8 @@ impl Report {
             let median = rss.get(rss.len() / 2).copied().unwrap_or(0);
             let _ = writeln!(
                 s,
-                "\nHolding {} bindings (no instances selected; their profiles exist, and moto lists \
-                 them in one response because it ignores MaxItems):\n",
+                "\nHolding {} bindings (no instances selected; their profiles exist; the proxy pages \
+                 ListInstanceProfiles at 1000 like AWS):\n",
                 h.n
             );
             let _ = writeln!(
