@@ -37,9 +37,6 @@ fn kube_emulator_selftest() {
 
 #[test]
 fn faultproxy_selftest() {
-    if common::moto_server_bin().is_none() {
-        println!("skipped: moto_server not installed (bash scripts/python-env.sh installs it)");
-        return;
-    }
+    require_moto!();
     run_selftest("test_faultproxy.py");
 }

@@ -207,7 +207,7 @@ class State:
         self.created = {}  # InstanceProfileName -> time.monotonic() of creation
         # The complete upstream listing behind proxy-made pages, so that a
         # continuation page does not re-read (and re-scan) all of moto's items:
-        # key -> (the listing's bytes, status, headers). Emptied by every call
+        # key -> (status, headers, the listing's bytes). Emptied by every call
         # that is not a read, and by reset.
         self.listings = {}
 
