@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Regenerates every generated file: the CRDs (crds/ and the chart's copy) and
-# the rendered manifests in deploy/. Tests fail when these drift.
+# Regenerates every generated file: the CRDs (crds/ and the chart's copy), the
+# rendered manifests in deploy/ and the copies of the Argo CD health check.
+# Tests fail when these drift.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --quiet -- crd >/tmp/ipc-crds.yaml
+# The binary as the tests build it: `cargo run` alone resolves features
+# without the dev-dependencies and would rebuild the AWS SDK beside it.
+cargo build --quiet --tests
+target/debug/instance-profile-controller crd >/tmp/ipc-crds.yaml
 python3 - /tmp/ipc-crds.yaml <<'PY'
 import sys
 docs = open(sys.argv[1]).read().split("---\n")
@@ -14,4 +18,5 @@ for name, doc in zip(names, docs):
 PY
 helm=$(command -v helm || echo .tools/bin/helm)
 "$helm" template instance-profile-controller charts/instance-profile-controller --namespace instance-profile-controller --include-crds >deploy/manifests.yaml
+bash scripts/generate-argocd.sh
 echo "regenerated crds/, the chart's crds/ and deploy/manifests.yaml"

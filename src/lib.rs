@@ -1,6 +1,7 @@
 //! instance-profile-controller: keeps EC2 instance profiles in the state that
 //! `InstanceProfileBinding` resources declare.
 
+pub mod admission;
 pub mod aws;
 pub mod cli;
 pub mod controller;

@@ -1,177 +1,46 @@
-//! The `run` controller end to end: a Kubernetes API (the emulator in
-//! tests/support, or a real kube-apiserver + etcd when `KUBEBUILDER_ASSETS`
-//! names them), moto behind the fault proxy, and the release binary.
+//! The `run` controller end to end: a Kubernetes API (a real kube-apiserver +
+//! etcd from `KUBEBUILDER_ASSETS`, tests/common/kube.rs, and the emulator in
+//! tests/support as the fast path), moto behind the fault proxy, and the
+//! release binary. Without `KUBEBUILDER_ASSETS` the real-server tests skip,
+//! except under `CI=true`, where they fail.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::kube::RealCluster;
+use common::{KubeEmulator, Proc, free_port, repo};
 use instance_profile_controller::crd::{
     InstanceProfileBinding, InstanceProfileBindingStatus, InstanceProfilePolicy,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A Kubernetes API to test against, and the kubeconfig that reaches it.
-struct Cluster {
-    _procs: Vec<Proc>,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
+/// A Kubernetes API to test against: the emulator (started without CRDs) or
+/// a real kube-apiserver + etcd (tests/common/kube.rs).
+enum Cluster {
+    Emulator(KubeEmulator),
+    Real(RealCluster),
 }
 
 impl Cluster {
-    fn emulator() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut child = Command::new(common::python())
-            .arg(repo().join("tests/support/kube_emulator.py"))
-            .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the API emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("READY");
-        assert!(line.starts_with("READY "), "emulator said {line:?}");
-        Self {
-            _procs: vec![Proc(child)],
-            _dir: dir,
-            kubeconfig,
-        }
-    }
-
-    /// etcd + kube-apiserver from `$KUBEBUILDER_ASSETS` (the envtest convention).
-    fn real(assets: &Path) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        let etcd_port = free_port();
-        let api_port = free_port();
-        let etcd = Command::new(assets.join("etcd"))
-            .args(["--data-dir", &d.join("etcd").to_string_lossy()])
-            .args([
-                "--listen-client-urls",
-                &format!("http://127.0.0.1:{etcd_port}"),
-            ])
-            .args([
-                "--advertise-client-urls",
-                &format!("http://127.0.0.1:{etcd_port}"),
-            ])
-            .args([
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{}", free_port()),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start etcd");
-        let key = d.join("sa.key");
-        let status = Command::new("openssl")
-            .args(["genrsa", "-out"])
-            .arg(&key)
-            .arg("2048")
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl genrsa (needed for the service-account key)");
-        assert!(status.success());
-        let token = "e2e-admin-token";
-        std::fs::write(
-            d.join("tokens.csv"),
-            format!("{token},admin,admin,system:masters\n"),
-        )
-        .expect("tokens");
-        let apiserver = Command::new(assets.join("kube-apiserver"))
-            .args(["--etcd-servers", &format!("http://127.0.0.1:{etcd_port}")])
-            .args([
-                "--secure-port",
-                &api_port.to_string(),
-                "--bind-address",
-                "127.0.0.1",
-            ])
-            .args(["--cert-dir", &d.join("certs").to_string_lossy()])
-            .args(["--token-auth-file", &d.join("tokens.csv").to_string_lossy()])
-            .args(["--authorization-mode", "RBAC", "--allow-privileged=true"])
-            .args([
-                "--service-account-issuer",
-                "https://127.0.0.1",
-                "--service-cluster-ip-range",
-                "10.0.0.0/24",
-            ])
-            .args(["--service-account-key-file", &key.to_string_lossy()])
-            .args(["--service-account-signing-key-file", &key.to_string_lossy()])
-            .args(["--disable-admission-plugins", "ServiceAccount"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start kube-apiserver");
-        let kubeconfig = d.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: https://127.0.0.1:{api_port}\n    insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: admin, namespace: default}}\ncurrent-context: e2e\n"
-            ),
-        )
-        .expect("kubeconfig");
-        Self {
-            _procs: vec![Proc(apiserver), Proc(etcd)],
-            _dir: dir,
-            kubeconfig,
+    fn kubeconfig(&self) -> &Path {
+        match self {
+            Self::Emulator(e) => &e.kubeconfig,
+            Self::Real(r) => &r.kubeconfig,
         }
     }
 
     async fn client(&self) -> Client {
-        let start = Instant::now();
-        loop {
-            let attempt = async {
-                let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| e.to_string())?;
-                let config =
-                    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                let client = Client::try_from(config).map_err(|e| e.to_string())?;
-                client
-                    .apiserver_version()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(client)
-            };
-            match attempt.await {
-                Ok(c) => return c,
-                Err(e) if start.elapsed() > Duration::from_secs(60) => {
-                    panic!("API server not reachable: {e}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-            }
+        match self {
+            Self::Emulator(e) => e.client().await,
+            Self::Real(r) => r.client().await,
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// One `run` process.
@@ -192,7 +61,7 @@ fn controller(
         ])
         .args(["--lease-namespace", "default", "--lease-duration", "3s"])
         .args(extra)
-        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("KUBECONFIG", cluster.kubeconfig())
         .env("POD_NAME", identity)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -408,7 +277,7 @@ async fn scenario(cluster: &Cluster) {
             "127.0.0.1:0",
             "--no-leader-election",
         ])
-        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("KUBECONFIG", cluster.kubeconfig())
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", common::REGION)
@@ -507,12 +376,13 @@ async fn scenario(cluster: &Cluster) {
     );
 
     // the printer columns, through kubectl
-    if let Ok(out) = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .args(["get", "ipb", "-n", "team-a"])
-        .output()
-    {
+    if let Some(kubectl) = common::kube::kubectl() {
+        let out = Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .args(["get", "ipb", "-n", "team-a"])
+            .output()
+            .expect("run kubectl");
         let table = String::from_utf8_lossy(&out.stdout);
         for col in ["ROLE", "PROFILE", "INSTANCES", "READY", "REASON", "AGE"] {
             assert!(table.contains(col), "kubectl get ipb lacks {col}:\n{table}");
@@ -634,35 +504,25 @@ async fn scenario(cluster: &Cluster) {
 #[tokio::test]
 async fn controller_against_the_api_emulator() {
     require_moto!();
-    let cluster = Cluster::emulator();
-    scenario(&cluster).await;
+    scenario(&Cluster::Emulator(KubeEmulator::bare())).await;
 }
 
 #[tokio::test]
 async fn controller_against_a_real_api_server() {
-    let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from) else {
-        println!("skipped: KUBEBUILDER_ASSETS not set");
-        return;
-    };
     require_moto!();
-    let cluster = Cluster::real(&assets);
-    scenario(&cluster).await;
+    let cluster = require_real_kube!();
+    scenario(&Cluster::Real(cluster)).await;
 }
 
 #[tokio::test]
 async fn cross_account_against_the_api_emulator() {
     require_moto!();
-    let cluster = Cluster::emulator();
-    cross_account_scenario(&cluster).await;
+    cross_account_scenario(&Cluster::Emulator(KubeEmulator::bare())).await;
 }
 
 #[tokio::test]
 async fn cross_account_against_a_real_api_server() {
-    let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from) else {
-        println!("skipped: KUBEBUILDER_ASSETS not set");
-        return;
-    };
     require_moto!();
-    let cluster = Cluster::real(&assets);
-    cross_account_scenario(&cluster).await;
+    let cluster = require_real_kube!();
+    cross_account_scenario(&Cluster::Real(cluster)).await;
 }

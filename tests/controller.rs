@@ -103,7 +103,9 @@ async fn context(endpoint: &str, client: Client) -> Arc<Context> {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(common::REGION))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_credential_types::Credentials::for_tests())
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
         .load()
         .await;
     let metrics = Arc::new(Metrics::new());

@@ -72,7 +72,9 @@ fn good() -> Value {
 }
 
 fn yaml(v: &Value) -> String {
-    serde_norway::to_string(v).expect("a JSON value is YAML")
+    // The writer that pairs with the reader file mode uses: it quotes what the
+    // reader (like kubectl's YAML 1.1) would take for a boolean, e.g. "yes".
+    serde_saphyr::to_string(v).expect("a JSON value is YAML")
 }
 
 // ---------------------------------------------------------------- generators

@@ -228,6 +228,8 @@ pub struct Aws {
     conf: aws_config::SdkConfig,
     /// Credentials of an assumed role in another account.
     pub assumed: bool,
+    /// A region came from the flags or the SDK's chain (else us-east-1 was assumed).
+    region_found: bool,
 }
 
 impl Aws {
@@ -263,17 +265,27 @@ impl Aws {
     #[must_use]
     pub fn from_conf(conf: &aws_config::SdkConfig, limits: Limits, metrics: Arc<Metrics>) -> Self {
         let mut conf = conf.clone();
-        if conf.region().is_none() {
-            // IAM is global; EC2 needs a region, and a clear error later beats none.
+        let region_found = conf.region().is_some();
+        if !region_found {
+            // IAM is global; EC2 needs a region, and a clear error later beats
+            // none. `run` refuses to start without one (see `region_found`).
             conf = conf.into_builder().region(Region::new("us-east-1")).build();
         }
-        Self::from_conf_with(
+        let mut aws = Self::from_conf_with(
             &conf,
             limits,
             Arc::new(RateLimiter::new(limits)),
             Arc::new(CallLog::default()),
             metrics,
-        )
+        );
+        aws.region_found = region_found;
+        aws
+    }
+
+    /// Whether a region was configured (flag, environment, profile or IMDS).
+    #[must_use]
+    pub fn region_found(&self) -> bool {
+        self.region_found
     }
 
     fn from_conf_with(
@@ -294,6 +306,7 @@ impl Aws {
             credentials: conf.credentials_provider(),
             conf: conf.clone(),
             assumed: false,
+            region_found: conf.region().is_some(),
         }
     }
 

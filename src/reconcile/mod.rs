@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use crate::aws::assume::AssumeTarget;
 use crate::aws::{Aws, AwsError, ErrorKind, RoleCache, RoleInfo};
-use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
+use crate::crd::{
+    ASSOCIATED, DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus,
+    PROFILE_READY, ROLE_ATTACHED,
+};
 use crate::naming::{self, BindingKey};
 
 pub use act::ActionRecord;
@@ -60,9 +63,15 @@ impl Failure {
             Self::RoleNotFound { .. }
             | Self::TrustPolicyMissingEc2 { .. }
             | Self::PolicyDenied { .. } => true,
+            // AlreadyExists: the name is taken by a profile whose tags do not
+            // prove it ours, which only a person can resolve (as ForeignProfileExists
+            // found by observe: one reason, one answer).
             Self::Aws(e) => matches!(
                 e.kind,
-                ErrorKind::AccessDenied | ErrorKind::QuotaExceeded | ErrorKind::Other
+                ErrorKind::AccessDenied
+                    | ErrorKind::QuotaExceeded
+                    | ErrorKind::Other
+                    | ErrorKind::AlreadyExists
             ),
         }
     }
@@ -419,6 +428,30 @@ impl Engine {
             self.converge(aws, b, &desired, &mut observed, dry_run, Mode::Apply)
                 .await,
         )
+    }
+
+    /// The outcome of a binding whose AWS state could not be read at all (the
+    /// bulk snapshot failed): `Ready=False` with the reason, and everything
+    /// else as last recorded, since nothing newer is known.
+    #[must_use]
+    pub fn unobserved(&self, b: &BindingInput, error: AwsError) -> Outcome {
+        let mut out = self.failed(b, &Observed::default(), Failure::Aws(error));
+        if let Some(previous) = &b.previous {
+            let s = &mut out.status;
+            s.instance_profile.clone_from(&previous.instance_profile);
+            s.role.clone_from(&previous.role);
+            s.instances.clone_from(&previous.instances);
+            s.instance_summary.clone_from(&previous.instance_summary);
+            s.assume_role_arn.clone_from(&previous.assume_role_arn);
+            for c in &mut s.conditions {
+                if let Some(kept) = previous.condition(&c.type_).filter(|_| {
+                    [PROFILE_READY, ROLE_ATTACHED, ASSOCIATED].contains(&c.type_.as_str())
+                }) {
+                    *c = kept.clone();
+                }
+            }
+        }
+        out
     }
 
     /// The outcome of a binding stopped before *act* by `failure`.

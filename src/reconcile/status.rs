@@ -2,7 +2,8 @@
 
 use crate::aws::{AssociationState, ErrorKind};
 use crate::crd::{
-    Condition, InstanceProfileBindingStatus, InstanceStatus, ProfileStatus, RoleStatus,
+    Condition, InstanceProfileBindingStatus, InstanceStatus, ProfileStatus, RECONCILING,
+    RoleStatus, STALLED,
 };
 
 use super::decide::{Decision, Desired, Problem};
@@ -232,7 +233,7 @@ pub(crate) fn outcome(
             v.reason.clone()
         }
     };
-    let conditions = vec![
+    let mut conditions = vec![
         cond("Ready", v.ready, &v.reason, &v.reason, v.message.clone()),
         cond(
             "ProfileReady",
@@ -267,6 +268,20 @@ pub(crate) fn outcome(
             ),
         ),
     ];
+    // kstatus (Flux, kpt, Helm's watcher) ignores Ready: it reads the
+    // abnormal-true conditions. Stalled when a person has to act, Reconciling
+    // while the controller gets there by itself; absent when Ready.
+    if !v.ready && !deleted {
+        let type_ = if v.needs_user { STALLED } else { RECONCILING };
+        conditions.push(condition(
+            previous,
+            b.generation,
+            type_,
+            true,
+            &v.reason,
+            v.message.clone(),
+        ));
+    }
     let status = InstanceProfileBindingStatus {
         // Set by the engine, which knows the account.
         assume_role_arn: None,
@@ -430,5 +445,151 @@ mod tests {
             out.status.condition("Ready").map(|c| c.reason.as_str()),
             Some("PropagationPending")
         );
+    }
+
+    /// kstatus's rules for a resource without a built-in reader (sigs.k8s.io/
+    /// cli-utils `pkg/kstatus/status`: generic properties, then Reconciling,
+    /// then Stalled, else Current).
+    fn kstatus(generation: Option<i64>, s: &InstanceProfileBindingStatus) -> &'static str {
+        if s.observed_generation.is_some() && s.observed_generation != generation {
+            return "InProgress";
+        }
+        let is_true = |t: &str| s.condition(t).is_some_and(|c| c.status == "True");
+        if is_true(RECONCILING) {
+            "InProgress"
+        } else if is_true(STALLED) {
+            "Failed"
+        } else {
+            "Current"
+        }
+    }
+
+    fn aws_failure(kind: ErrorKind, action: &'static str) -> Failure {
+        Failure::Aws(crate::aws::AwsError {
+            kind,
+            service: "iam",
+            action,
+            code: "Code".into(),
+            message: "message".into(),
+        })
+    }
+
+    #[test]
+    fn kstatus_never_reads_current_unless_ready() {
+        let d = desired();
+        let p = profile(&d, &["web-app"], None);
+        let ours = assoc("i-1", &p.arn, &p.id, AssociationState::Associated);
+        let converged = Observed {
+            profile: Some(p.clone()),
+            selected: vec![selected("i-1", RunState::Running, Some(ours))],
+            ..Observed::default()
+        };
+        let bare = Observed {
+            profile: Some(p),
+            ..Observed::default()
+        };
+        let waiting = Decision {
+            waiting: vec!["i-1".into()],
+            ..Decision::default()
+        };
+        let foreign = Decision {
+            problems: vec![Problem::ForeignAssociation {
+                instance_id: "i-1".into(),
+                profile_arn: "arn:aws:iam::1:instance-profile/other".into(),
+            }],
+            ..Decision::default()
+        };
+        let none = Decision::default();
+        let cases: Vec<(&str, &Observed, &Decision, Option<Failure>, &str)> = vec![
+            ("ready", &converged, &none, None, "Current"),
+            ("association in flight", &bare, &waiting, None, "InProgress"),
+            ("foreign association", &bare, &foreign, None, "Failed"),
+            (
+                "propagation",
+                &bare,
+                &none,
+                Some(aws_failure(
+                    ErrorKind::PropagationPending,
+                    "AssociateIamInstanceProfile",
+                )),
+                "InProgress",
+            ),
+            (
+                "throttled",
+                &bare,
+                &none,
+                Some(aws_failure(ErrorKind::Throttled, "ListInstanceProfiles")),
+                "InProgress",
+            ),
+            (
+                "AWS unavailable",
+                &bare,
+                &none,
+                Some(aws_failure(ErrorKind::Transient, "ListInstanceProfiles")),
+                "InProgress",
+            ),
+            (
+                "access denied",
+                &bare,
+                &none,
+                Some(aws_failure(
+                    ErrorKind::AccessDenied,
+                    "CreateInstanceProfile",
+                )),
+                "Failed",
+            ),
+            (
+                "name taken by a foreign profile",
+                &bare,
+                &none,
+                Some(aws_failure(
+                    ErrorKind::AlreadyExists,
+                    "CreateInstanceProfile",
+                )),
+                "Failed",
+            ),
+            (
+                "role not found",
+                &bare,
+                &none,
+                Some(Failure::RoleNotFound {
+                    role: "web-app".into(),
+                    near: None,
+                }),
+                "Failed",
+            ),
+            (
+                "policy denied",
+                &bare,
+                &none,
+                Some(Failure::PolicyDenied {
+                    message: "no policy".into(),
+                }),
+                "Failed",
+            ),
+        ];
+        for (what, observed, decision, failure, want) in cases {
+            let out = outcome(&input(None), &d, observed, decision, vec![], failure, false);
+            assert_eq!(
+                kstatus(Some(3), &out.status),
+                want,
+                "{what}: {:?}",
+                out.status
+            );
+            let abnormal: Vec<&str> = out
+                .status
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == STALLED || c.type_ == RECONCILING)
+                .map(|c| c.reason.as_str())
+                .collect();
+            if out.ready() {
+                assert!(abnormal.is_empty(), "{what}: {abnormal:?}");
+            } else {
+                assert_eq!(abnormal, [out.reason.as_str()], "{what}");
+            }
+            // A status of an older generation is never Current.
+            assert_eq!(kstatus(Some(4), &out.status), "InProgress", "{what}");
+        }
     }
 }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod kube;
+
 use aws_sdk_ec2::types::{
     Filter, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag, TagSpecification,
 };
@@ -46,20 +48,22 @@ pub fn python() -> PathBuf {
     }
 }
 
-/// Skips (passes with a notice) when moto is not installed.
+/// Skips (passes with a notice) when moto is not installed; under `CI=true`
+/// (where scripts/test.sh always installs it) fails instead.
 #[macro_export]
 macro_rules! require_moto {
     () => {
         if common::moto_server_bin().is_none() {
-            println!(
-                "skipped: moto_server not installed (scripts/local-aws.sh installs it into .venv)"
+            common::kube::skip_or_fail(
+                "moto_server not installed (scripts/local-aws.sh installs it into .venv)",
             );
             return;
         }
     };
 }
 
-struct Proc(Child);
+/// A child process, killed (and reaped) on drop.
+pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -68,7 +72,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -155,7 +159,9 @@ impl Aws {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(format!("http://127.0.0.1:{moto_port}"))
-            .credentials_provider(aws_credential_types::Credentials::for_tests())
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
             .load()
             .await;
         Self {
@@ -180,7 +186,9 @@ impl Aws {
         let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&endpoint)
-            .credentials_provider(aws_credential_types::Credentials::for_tests())
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
             .load()
             .await;
         let out = aws_sdk_sts::Client::new(&base)
@@ -547,6 +555,15 @@ pub struct KubeEmulator {
 
 impl KubeEmulator {
     pub fn start() -> Self {
+        Self::with_crds(&crd_files())
+    }
+
+    /// The emulator with no CRD registered.
+    pub fn bare() -> Self {
+        Self::with_crds(&[])
+    }
+
+    pub fn with_crds(crds: &[PathBuf]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         let mut child = Command::new(python())
@@ -554,8 +571,7 @@ impl KubeEmulator {
             .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
             .args(
-                crd_files()
-                    .iter()
+                crds.iter()
                     .flat_map(|f| [std::ffi::OsStr::new("--crd"), f.as_os_str()]),
             )
             .stdout(Stdio::piped())
@@ -574,13 +590,8 @@ impl KubeEmulator {
         }
     }
 
-    pub async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .expect("kube config");
-        kube::Client::try_from(config).expect("kube client")
+    pub async fn client(&self) -> ::kube::Client {
+        kube::client_for(&self.kubeconfig).await
     }
 }
 

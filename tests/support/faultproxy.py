@@ -30,7 +30,13 @@ Config keys (POST /_fault/config merges; unknown keys -> HTTP 400):
                               random faults: throttle, 500, 503, reset_before,
                               reset_after, latency
     scripted_faults [[]]      deterministic faults consumed before random ones:
-                              [{"kind", "action"?, "service"?, "count"=1}]
+                              [{"kind", "action"?, "service"?, "count"=1}];
+                              scripted-only kinds (never drawn at random):
+                              access_denied (403 in the service's format),
+                              html_502 (a load balancer's HTML 502 page, not
+                              forwarded), hang (wait hang_seconds, then
+                              forward and answer: a call AWS sits on)
+    hang_seconds [300]        how long a "hang" fault holds the request
     page_size [null]          proxy-side paging of ListInstanceProfiles,
                               ListInstanceProfilesForRole, ListRoles,
                               DescribeInstances,
@@ -82,6 +88,10 @@ from xml.sax.saxutils import escape as xml_escape
 # configuration
 
 FAULT_KINDS = ("throttle", "500", "503", "reset_before", "reset_after", "latency")
+# Faults only a scripted entry injects (never drawn at random): a permission
+# that is missing stays missing, which is not what error_rate models; a proxy's
+# HTML page and a call left hanging are events a test places where it wants them.
+SCRIPTED_ONLY_KINDS = ("access_denied", "html_502", "hang")
 
 DEFAULT_CONFIG = {
     "propagation_seconds": 0,
@@ -91,6 +101,7 @@ DEFAULT_CONFIG = {
     "fault_actions": None,
     "fault_services": None,
     "latency_ms": 200,
+    "hang_seconds": 300,
     "page_size": None,
     "translate_moto_gaps": True,
     "chained_session_limit": 3600,
@@ -138,7 +149,7 @@ def validate_config_update(update):
             continue
         if key not in DEFAULT_CONFIG:
             raise ConfigError(f"unknown config key {key!r}")
-        if key in ("propagation_seconds", "iam_read_lag_seconds", "latency_ms"):
+        if key in ("propagation_seconds", "iam_read_lag_seconds", "latency_ms", "hang_seconds"):
             out[key] = _num(key, value)
         elif key == "error_rate":
             _num(key, value)
@@ -178,8 +189,9 @@ def validate_config_update(update):
                 raise ConfigError("scripted_faults must be a list")
             entries = []
             for e in value:
-                if not isinstance(e, dict) or e.get("kind") not in FAULT_KINDS:
-                    raise ConfigError(f"each scripted fault needs kind in {list(FAULT_KINDS)}")
+                kinds = FAULT_KINDS + SCRIPTED_ONLY_KINDS
+                if not isinstance(e, dict) or e.get("kind") not in kinds:
+                    raise ConfigError(f"each scripted fault needs kind in {list(kinds)}")
                 extra = set(e) - {"kind", "action", "service", "count"}
                 if extra:
                     raise ConfigError(f"unknown scripted fault keys {sorted(extra)}")
@@ -348,6 +360,20 @@ def fault_response(service, kind):
             return ec2_error(503, "Unavailable", "The server is overloaded and can't handle the request.")
         return query_error(service, 503, "ServiceUnavailable",
                            "Service is unable to handle request.", "Receiver")
+    if kind == "html_502":
+        # What a load balancer or proxy in front of the endpoint answers: no AWS error body.
+        page = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+                "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n")
+        return 502, [("Content-Type", "text/html")], page.encode("utf-8")
+    if kind == "access_denied":
+        who = "arn:aws:sts::123456789012:assumed-role/ipb-controller/test"
+        if service == "ec2":
+            return ec2_error(403, "UnauthorizedOperation",
+                             "You are not authorized to perform this operation. "
+                             f"User: {who} is not authorized to perform: ec2:*")
+        return query_error(service, 403, "AccessDenied",
+                           f"User: {who} is not authorized to perform: {service}:* "
+                           "with an explicit deny in a service control policy", "Sender")
     raise AssertionError(kind)
 
 
@@ -842,13 +868,15 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         cfg = state.snapshot_config()
         fault = state.draw_fault(service, action, cfg)
-        if fault in ("throttle", "500", "503"):
+        if fault in ("throttle", "500", "503", "access_denied", "html_502"):
             resp = fault_response(service, fault)
             return fault, resp
         if fault == "reset_before":
             return fault, None
         if fault == "latency":
             time.sleep(cfg["latency_ms"] / 1000.0)
+        if fault == "hang":
+            time.sleep(cfg["hang_seconds"])
 
         # IAM -> EC2 propagation delay
         if service == "ec2" and action in ("AssociateIamInstanceProfile",

@@ -407,6 +407,30 @@ def t_faults(env):
     env.iam.list_roles()
 
 
+def t_scripted_only_kinds(env):
+    # never drawn at random
+    status, body = env.control("POST", "config", {"fault_kinds": ["hang"]})
+    assert status == 400, body
+    # html_502: a load balancer's page, not forwarded, not AWS's format
+    env.config(scripted_faults=[{"kind": "html_502", "action": "ListRoles"}])
+    conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=10)
+    conn.request("POST", "/", body="Action=ListRoles&Version=2010-05-08",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    page = resp.read().decode()
+    conn.close()
+    assert resp.status == 502 and resp.getheader("Content-Type") == "text/html", resp.status
+    assert "<title>502 Bad Gateway</title>" in page and "<Error>" not in page, page
+    env.iam.list_roles()  # consumed
+    # hang: held hang_seconds, then forwarded and answered
+    env.config(hang_seconds=0.5, scripted_faults=[{"kind": "hang", "action": "ListRoles"}])
+    t0 = time.time()
+    env.iam.list_roles()
+    assert time.time() - t0 >= 0.5
+    faults = [(c["action"], c["fault"], c["status"]) for c in env.calls() if c["fault"]]
+    assert faults == [("ListRoles", "html_502", 502), ("ListRoles", "hang", 200)], faults
+
+
 def t_random_rate_and_seed(env):
     env.control("POST", "reset", {"seed": 42})
     env.config(error_rate=0.5, fault_kinds=["throttle"], fault_services=["sts"])
@@ -495,7 +519,7 @@ def t_sigterm(env):
 TESTS = [
     t_health_and_ready, t_plain_forwarding, t_path_prefix, t_paging_profiles,
     t_paging_instances_and_associations, t_moto_paging_followed, t_propagation, t_read_lag, t_faults,
-    t_random_rate_and_seed, t_moto_gap, t_concurrency_and_keepalive, t_reset, t_sigterm,
+    t_scripted_only_kinds, t_random_rate_and_seed, t_moto_gap, t_concurrency_and_keepalive, t_reset, t_sigterm,
 ]
 
 
