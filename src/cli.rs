@@ -204,9 +204,15 @@ pub struct FileArgs {
     /// Binding files or directories (YAML or JSON); `-` reads standard input.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
-    /// Also plan deleting profiles this cluster owns whose binding is not in the files.
+    /// Also DELETE (apply) or show deleting (plan) the instance profiles this
+    /// cluster id owns whose binding is not in the files, through the safe
+    /// deletion path. Refused when the files hold no binding (see --prune-all).
     #[arg(long)]
     pub prune: bool,
+    /// --prune even when the files hold no binding: deletes every instance
+    /// profile this cluster id owns.
+    #[arg(long)]
+    pub prune_all: bool,
     #[arg(short, long, value_enum, default_value = "text")]
     pub output: Output,
     /// Print AWS calls per action on standard error.
@@ -265,8 +271,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err(bad());
     }
+    let too_long = || {
+        format!(
+            "duration {s:?} is out of range: at most {}h (one year)",
+            MAX_DURATION.as_secs() / 3600
+        )
+    };
     if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+        let d = Duration::from_secs(secs);
+        return if d > MAX_DURATION {
+            Err(too_long())
+        } else {
+            Ok(d)
+        };
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -291,10 +308,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => value * 3600.0,
             _ => return Err(bad()),
         };
-        total += Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+        let part = Duration::try_from_secs_f64(secs).map_err(|_| too_long())?;
+        total = total
+            .checked_add(part)
+            .filter(|t| *t <= MAX_DURATION)
+            .ok_or_else(too_long)?;
     }
     Ok(total)
 }
+
+/// The longest duration any flag takes: beyond it, deadlines and timers
+/// would overflow the clock, and no timeout or interval needs more.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Args, Debug, Clone)]
 #[command(group(
@@ -338,6 +363,19 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for extreme in [
+            "18446744073709551615",
+            "10000000000000000000s10000000000000000000s",
+            "8761h",
+            "1e400s",
+        ] {
+            let err = parse_duration(extreme).expect_err(extreme);
+            assert!(
+                err.contains("out of range") || err.contains("invalid"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -77,7 +77,6 @@ fn inputs(bindings: &[FileBinding], opts: &FileModeOptions) -> Vec<Work> {
 /// files: in this account, and in every account the files' policies name.
 async fn prune_targets(
     engine: &Engine,
-    snapshot: &Snapshot,
     keep: &[Work],
     policies: Option<&std::sync::Arc<crate::reconcile::policy::PolicySet>>,
 ) -> Result<Vec<Work>, crate::Error> {
@@ -86,8 +85,8 @@ async fn prune_targets(
         .map(|w| engine.profile_name(&w.input.key))
         .collect();
     let mut out = Vec::new();
-    for owner in owned_elsewhere(engine, &engine.aws, snapshot, &kept).await? {
-        out.push(prune_work(owner, None, None));
+    for (owner, path) in owned_elsewhere(engine, &engine.aws, &kept).await? {
+        out.push(prune_work(owner, path, None, None));
     }
     let targets: BTreeSet<AssumeTarget> = policies
         .iter()
@@ -100,33 +99,38 @@ async fn prune_targets(
         .collect();
     for target in targets {
         let account = engine.accounts.get(&target);
-        let paths = BTreeSet::from([engine.default_path()]);
-        let theirs = account.snapshot(snapshot.taken_at, &paths).await?;
-        for owner in owned_elsewhere(engine, &account.aws, &theirs, &kept).await? {
-            out.push(prune_work(owner, Some(&target), policies.cloned()));
+        for (owner, path) in owned_elsewhere(engine, &account.aws, &kept).await? {
+            out.push(prune_work(owner, path, Some(&target), policies.cloned()));
         }
     }
     Ok(out)
 }
 
-/// Owners (by tags, name checked) of profiles under the cluster path not in `kept`.
+/// Owners (by tags, name checked) of this cluster's profiles not in `kept`,
+/// with each profile's path. A binding may have put its profile at a custom
+/// `instanceProfile.path`, which its files no longer say once it is gone: so
+/// the whole account is listed (prune is rare; a profile listing is one call
+/// per 1,000 profiles) and a profile qualifies by its path or its generated name.
 async fn owned_elsewhere(
     engine: &Engine,
     aws: &crate::aws::Aws,
-    snapshot: &Snapshot,
     kept: &BTreeSet<String>,
-) -> Result<Vec<BindingKey>, crate::Error> {
+) -> Result<Vec<(BindingKey, String)>, crate::Error> {
     let root = engine.default_path();
-    let mut names: Vec<&String> = snapshot
-        .profiles
-        .values()
-        .filter(|p| p.path.starts_with(&root) && !kept.contains(&p.name))
-        .map(|p| &p.name)
+    let mut candidates: Vec<(String, String)> = aws
+        .list_profiles("/")
+        .await?
+        .into_iter()
+        .filter(|p| {
+            (p.path.starts_with(&root) || naming::is_generated_name(&p.name))
+                && !kept.contains(&p.name)
+        })
+        .map(|p| (p.name, p.path))
         .collect();
-    names.sort();
+    candidates.sort();
     let mut out = Vec::new();
-    for name in names {
-        let Some(profile) = aws.get_profile(name).await? else {
+    for (name, path) in candidates {
+        let Some(profile) = aws.get_profile(&name).await? else {
             continue;
         };
         let Some(owner) = profile
@@ -134,14 +138,16 @@ async fn owned_elsewhere(
             .as_ref()
             .and_then(|t| naming::owner_from_tags(t, &engine.config.cluster_id))
         else {
-            tracing::warn!(profile = %name, "not pruning a profile whose tags do not name this cluster's binding");
+            if path.starts_with(&root) {
+                tracing::warn!(profile = %name, "not pruning a profile whose tags do not name this cluster's binding");
+            }
             continue;
         };
-        if engine.profile_name(&owner) != *name {
+        if engine.profile_name(&owner) != name {
             tracing::warn!(profile = %name, binding = %owner, "not pruning: the name does not match the binding its tags name");
             continue;
         }
-        out.push(owner);
+        out.push((owner, path));
     }
     Ok(out)
 }
@@ -150,12 +156,18 @@ async fn owned_elsewhere(
 /// resources are (recorded as a status would record it).
 fn prune_work(
     owner: BindingKey,
+    path: String,
     account: Option<&AssumeTarget>,
     policies: Option<std::sync::Arc<crate::reconcile::policy::PolicySet>>,
 ) -> Work {
     let spec = InstanceProfileBindingSpec {
         role: String::new(),
-        instance_profile: None,
+        // Where the profile is: the snapshot must list that path, and the
+        // association check matches profile ARNs by path and name.
+        instance_profile: Some(crate::crd::InstanceProfileSettings {
+            path: Some(path),
+            ..crate::crd::InstanceProfileSettings::default()
+        }),
         instances: crate::crd::InstanceSelector::default(),
         replace_foreign_associations: false,
         deletion_policy: DeletionPolicy::Delete,
@@ -199,9 +211,14 @@ pub async fn plan(
     opts: &FileModeOptions,
 ) -> Result<i32, crate::Error> {
     let mut work = inputs(bindings, opts);
-    let snapshot = Snapshot::take(&engine.aws, &take_paths(engine, &work)).await?;
+    let paths = take_paths(engine, &work);
+    let mut snapshot = Snapshot::take(&engine.aws, &paths).await?;
     if opts.prune {
-        work.extend(prune_targets(engine, &snapshot, &work, opts.policies.as_ref()).await?);
+        work.extend(prune_targets(engine, &work, opts.policies.as_ref()).await?);
+        // Profiles to prune at a path no file names: read there too.
+        if take_paths(engine, &work) != paths {
+            snapshot = Snapshot::take(&engine.aws, &take_paths(engine, &work)).await?;
+        }
     }
     let outcomes: Vec<Outcome> = futures::stream::iter(work.iter())
         .map(|w| run_one(engine, w, &snapshot, true))
@@ -262,6 +279,9 @@ pub async fn plan(
 
 /// `apply`: reconcile the files until every binding is Ready or failed, or the
 /// timeout passes. Exit 0 when all are Ready (and pruned ones deleted), else 1.
+/// The timeout bounds AWS calls too: at it, calls unanswered are abandoned
+/// and the summary printed. On SIGINT/SIGTERM no new pass starts, those
+/// running get a few seconds to end, then the summary; exit 130/143.
 ///
 /// # Errors
 /// AWS errors that keep every round from reading a snapshot until the timeout.
@@ -280,13 +300,25 @@ pub async fn apply(
     let mut backoffs = Backoffs::default();
     let mut pruned_listed = !opts.prune;
     let mut snapshot_failures = 0u32;
+    // The deadline and SIGINT/SIGTERM bound every wait, AWS calls included:
+    // at either, the summary says what is done, what was changed and what not.
+    let mut signals = Signals::catch();
+    let mut stop: Option<Stop> = None;
+    // Bindings whose pass is running: a stop cuts it short.
+    let mut running: BTreeSet<usize> = BTreeSet::new();
     loop {
-        let snapshot = match Snapshot::take(&engine.aws, &take_paths(engine, &work)).await {
-            Ok(s) => {
+        let paths = take_paths(engine, &work);
+        let taken = until(deadline, &mut signals, Snapshot::take(&engine.aws, &paths)).await;
+        let snapshot = match taken {
+            Err(s) => {
+                stop = Some(s);
+                break;
+            }
+            Ok(Ok(s)) => {
                 snapshot_failures = 0;
                 s
             }
-            Err(e)
+            Ok(Err(e))
                 if Instant::now() + Duration::from_secs(1) < deadline
                     && !matches!(
                         e.kind,
@@ -295,33 +327,50 @@ pub async fn apply(
             {
                 snapshot_failures += 1;
                 tracing::warn!(error = %e, "reading AWS failed; retrying");
-                tokio::time::sleep(Duration::from_millis(
-                    500 * u64::from(snapshot_failures.min(10)),
-                ))
-                .await;
+                let pause = Duration::from_millis(500 * u64::from(snapshot_failures.min(10)));
+                if let Err(s) = until(deadline, &mut signals, tokio::time::sleep(pause)).await {
+                    stop = Some(s);
+                    break;
+                }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Ok(Err(e)) => return Err(e.into()),
         };
         if !pruned_listed {
-            let targets =
-                match prune_targets(engine, &snapshot, &work, opts.policies.as_ref()).await {
-                    Ok(t) => t,
-                    // A throttled or failed read while listing what to prune is
-                    // retried like the snapshot, not fatal.
-                    Err(crate::Error::Aws(e))
-                        if Instant::now() + Duration::from_secs(1) < deadline
-                            && matches!(
-                                e.kind,
-                                crate::aws::ErrorKind::Throttled | crate::aws::ErrorKind::Transient
-                            ) =>
-                    {
-                        tracing::warn!(error = %e, "listing profiles to prune failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
+            let listed = until(
+                deadline,
+                &mut signals,
+                prune_targets(engine, &work, opts.policies.as_ref()),
+            )
+            .await;
+            let listed = match listed {
+                Ok(listed) => listed,
+                Err(s) => {
+                    stop = Some(s);
+                    break;
+                }
+            };
+            let targets = match listed {
+                Ok(t) => t,
+                // A throttled or failed read while listing what to prune is
+                // retried like the snapshot, not fatal.
+                Err(crate::Error::Aws(e))
+                    if Instant::now() + Duration::from_secs(1) < deadline
+                        && matches!(
+                            e.kind,
+                            crate::aws::ErrorKind::Throttled | crate::aws::ErrorKind::Transient
+                        ) =>
+                {
+                    tracing::warn!(error = %e, "listing profiles to prune failed; retrying");
+                    let pause = tokio::time::sleep(Duration::from_millis(500));
+                    if let Err(s) = until(deadline, &mut signals, pause).await {
+                        stop = Some(s);
+                        break;
                     }
-                    Err(e) => return Err(e),
-                };
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             pruned_listed = true;
             for t in targets {
                 work.push(t);
@@ -330,21 +379,74 @@ pub async fn apply(
                 due.push(Instant::now());
                 done.push(false);
             }
+            // Profiles to prune at a path no file names: read there too.
+            if take_paths(engine, &work) != paths {
+                continue;
+            }
         }
         let now = Instant::now();
         let ready_now: Vec<usize> = (0..work.len())
             .filter(|i| !done[*i] && due[*i] <= now)
             .collect();
-        let results: Vec<(usize, Outcome)> = futures::stream::iter(ready_now)
+        // Each outcome is taken as it arrives, so a stop loses only the
+        // passes still running. On a signal no new pass starts, and those
+        // running get INTERRUPT_GRACE to end (their changes then reported).
+        running.extend(ready_now.iter().copied());
+        let stopping = std::sync::atomic::AtomicBool::new(false);
+        let mut passes = futures::stream::iter(ready_now)
             .map(|i| {
                 let w = &work[i];
                 let snapshot = &snapshot;
-                async move { (i, run_one(engine, w, snapshot, false).await) }
+                let stopping = &stopping;
+                async move {
+                    if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                        (i, None)
+                    } else {
+                        (i, Some(run_one(engine, w, snapshot, false).await))
+                    }
+                }
             })
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        for (i, o) in results {
+            .buffer_unordered(opts.concurrency.max(1));
+        let mut grace: Option<(Instant, Interrupt)> = None;
+        loop {
+            let limit = grace.map_or(deadline, |(end, _)| end.min(deadline));
+            let (i, o) = tokio::select! {
+                biased;
+                next = passes.next() => match next {
+                    Some((i, Some(o))) => (i, o),
+                    Some((i, None)) => {
+                        running.remove(&i);
+                        continue;
+                    }
+                    None => {
+                        if let Some((_, s)) = grace {
+                            stop = Some(Stop::Signal(s));
+                        }
+                        break;
+                    }
+                },
+                s = signals.recv() => {
+                    if let Some((_, first)) = grace {
+                        stop = Some(Stop::Signal(first));
+                        break;
+                    }
+                    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+                    if !running.is_empty() {
+                        eprintln!(
+                            "{}: stopping; waiting up to {}s for the AWS calls in flight (again to stop at once)",
+                            s.name(),
+                            INTERRUPT_GRACE.as_secs()
+                        );
+                    }
+                    grace = Some((Instant::now() + INTERRUPT_GRACE, s));
+                    continue;
+                }
+                () = tokio::time::sleep_until(limit) => {
+                    stop = Some(grace.map_or(Stop::Deadline, |(_, s)| Stop::Signal(s)));
+                    break;
+                }
+            };
+            running.remove(&i);
             let finished = if work[i].prune {
                 o.deleted || o.needs_user
             } else {
@@ -370,7 +472,8 @@ pub async fn apply(
             made[i].extend(o.actions.iter().cloned());
             outcomes[i] = Some(o);
         }
-        if done.iter().all(|d| *d) {
+        drop(passes);
+        if stop.is_some() || done.iter().all(|d| *d) {
             break;
         }
         let Some(next) = (0..work.len()).filter(|i| !done[*i]).map(|i| due[i]).min() else {
@@ -379,12 +482,25 @@ pub async fn apply(
         if next >= deadline {
             break;
         }
-        tokio::time::sleep_until(next).await;
+        if let Err(s) = until(deadline, &mut signals, tokio::time::sleep_until(next)).await {
+            stop = Some(s);
+            break;
+        }
     }
+    // One outcome per binding, in the order of `work` (a binding stopped
+    // before its first pass ended gets one saying so).
+    let seen: Vec<bool> = outcomes.iter().map(Option::is_some).collect();
     let outcomes: Vec<Outcome> = outcomes
         .into_iter()
         .zip(made)
-        .filter_map(|(o, made)| o.map(|o| Outcome { actions: made, ..o }))
+        .zip(&work)
+        .map(|((o, made), w)| {
+            let o = match o {
+                Some(o) => o,
+                None => unfinished(engine, w, stop.unwrap_or(Stop::Deadline)),
+            };
+            Outcome { actions: made, ..o }
+        })
         .collect();
     let mut failed = 0;
     let mut text = String::new();
@@ -397,7 +513,31 @@ pub async fn apply(
         for a in &o.actions {
             text.push_str(&format!("{}: {}\n", w.input.key, a.message));
         }
+        // A pass cut short: what it was doing is unknown, and so is what it changed.
+        let cut = running.contains(&i);
+        let last = if cut && seen[i] {
+            format!(" (before it: {}: {})", o.reason, o.message)
+        } else {
+            String::new()
+        };
         let state = match (ok, w.prune, timed_out) {
+            (false, _, true) if matches!(stop, Some(Stop::Signal(_))) => {
+                let s = match stop {
+                    Some(Stop::Signal(s)) => s.name(),
+                    _ => "a signal",
+                };
+                if cut {
+                    format!("interrupted by {s} during an AWS call{last}")
+                } else if seen[i] {
+                    format!("interrupted by {s}: {}: {}", o.reason, o.message)
+                } else {
+                    format!("interrupted by {s} before its first pass")
+                }
+            }
+            (false, _, true) if cut => format!(
+                "not ready after {:?}: timed out: an AWS call had not answered{last}",
+                opts.timeout
+            ),
             (true, true, _) => "pruned".to_string(),
             (true, false, _) => format!(
                 "Ready (profile {}, instances {})",
@@ -430,9 +570,195 @@ pub async fn apply(
             String::new()
         }
     ));
+    // Stopped early: the changes made so far, all of them, since a pass cut
+    // short has not listed its own.
+    let stopped = stop.map(|stop| {
+        let how = match stop {
+            Stop::Deadline => format!("Timed out after {:?}", opts.timeout),
+            Stop::Signal(s) => format!("Interrupted by {}", s.name()),
+        };
+        let cut = if running.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} pass{} cut short with an AWS call unanswered, which AWS may or may not have carried out (`plan` shows where things stand)",
+                running.len(),
+                if running.len() == 1 { " was" } else { "es were" }
+            )
+        };
+        format!("{how}. Changes sent to AWS: {}{cut}.\n", changes_sent(engine))
+    });
+    if let (Output::Text, Some(line)) = (opts.output, &stopped) {
+        text.push_str(line);
+    }
     print_report(opts.output, &text, &work, &outcomes, false);
+    if let (Output::Json, Some(line)) = (opts.output, &stopped) {
+        eprint!("{line}");
+    }
     finish_calls(engine, opts.verbose);
-    Ok(i32::from(failed > 0))
+    Ok(match stop {
+        Some(Stop::Signal(s)) => s.exit_code(),
+        _ => i32::from(failed > 0),
+    })
+}
+
+/// How long an interrupted `apply` waits for the passes in flight to end, so
+/// the summary can list what they changed; a second signal stops at once.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
+
+/// Why `apply` stopped before every binding was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// `--timeout` passed, possibly with AWS calls unanswered.
+    Deadline,
+    Signal(Interrupt),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interrupt {
+    Int,
+    Term,
+}
+
+impl Interrupt {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Int => "SIGINT",
+            Self::Term => "SIGTERM",
+        }
+    }
+
+    /// 128 + the signal number, as a shell reports a process the signal ended.
+    fn exit_code(self) -> i32 {
+        match self {
+            Self::Int => 130,
+            Self::Term => 143,
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, caught for as long as `apply` runs.
+struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn catch() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let catch = |kind: SignalKind| {
+                signal(kind)
+                    .map_err(|e| tracing::warn!(error = %e, "cannot catch a signal; it ends apply without a summary"))
+                    .ok()
+            };
+            Self {
+                int: catch(SignalKind::interrupt()),
+                term: catch(SignalKind::terminate()),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next signal (cancel-safe).
+    async fn recv(&mut self) -> Interrupt {
+        #[cfg(unix)]
+        {
+            async fn one(s: Option<&mut tokio::signal::unix::Signal>) {
+                if let Some(s) = s
+                    && s.recv().await.is_some()
+                {
+                    return;
+                }
+                std::future::pending().await
+            }
+            let Self { int, term } = self;
+            tokio::select! {
+                () = one(int.as_mut()) => Interrupt::Int,
+                () = one(term.as_mut()) => Interrupt::Term,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            Interrupt::Int
+        }
+    }
+}
+
+/// `f`, unless the deadline passes or a signal arrives first: then it is
+/// dropped (an AWS call in it is abandoned) and the reason returned.
+async fn until<F: std::future::Future>(
+    deadline: Instant,
+    signals: &mut Signals,
+    f: F,
+) -> Result<F::Output, Stop> {
+    tokio::select! {
+        biased;
+        out = f => Ok(out),
+        s = signals.recv() => Err(Stop::Signal(s)),
+        () = tokio::time::sleep_until(deadline) => Err(Stop::Deadline),
+    }
+}
+
+/// The outcome reported for a binding `apply` stopped before any pass of it
+/// ended: nothing is known of its AWS state.
+fn unfinished(engine: &Engine, w: &Work, stop: Stop) -> Outcome {
+    let message = match stop {
+        Stop::Deadline => "AWS had not answered when the timeout passed".to_string(),
+        Stop::Signal(s) => format!("interrupted by {} before its first pass ended", s.name()),
+    };
+    let mut out = engine.unobserved(
+        &w.input,
+        crate::aws::AwsError {
+            kind: crate::aws::ErrorKind::Transient,
+            service: "aws",
+            action: "apply",
+            code: "Unanswered".into(),
+            message: message.clone(),
+        },
+    );
+    if let Some(c) = out
+        .status
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == "Ready")
+    {
+        if let Stop::Signal(_) = stop {
+            c.reason = "Interrupted".into();
+        }
+        c.message.clone_from(&message);
+    }
+    out.reason = match stop {
+        Stop::Deadline => crate::aws::ErrorKind::Transient.reason().into(),
+        Stop::Signal(_) => "Interrupted".into(),
+    };
+    out.message = message;
+    out
+}
+
+/// The changes this run sent to AWS, per action, for the summary of a run
+/// that stopped early (a pass cut short has not reported its own).
+fn changes_sent(engine: &Engine) -> String {
+    let parts: Vec<String> = engine
+        .aws
+        .calls
+        .snapshot()
+        .into_iter()
+        .filter(|(action, (ok, _))| crate::aws::is_mutating(action) && *ok > 0)
+        .map(|(action, (ok, _))| format!("{action}={ok}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 fn w_key(w: &Work) -> String {

@@ -112,13 +112,20 @@ async fn file_mode(
         }))
     };
     let bindings = loaded.bindings;
+    // Like `kubectl apply --prune` with an empty input: an empty stream, a
+    // file of comments or one of policies only must not mean "delete everything".
+    if args.prune && !args.prune_all && bindings.is_empty() {
+        return Err(Error::Input(
+            "--prune: the files hold no InstanceProfileBinding, so pruning would delete every instance profile this cluster id owns; refusing. Pass --prune-all if that is what you want".into(),
+        ));
+    }
     let aws = global.connect(Arc::new(Metrics::new())).await;
     aws.check_credentials().await.map_err(|e| {
         Error::Config(format!("no AWS credentials: {e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or run where IRSA/Pod Identity/an instance role provides them"))
     })?;
     let engine = Engine::new(aws, config);
     let opts = FileModeOptions {
-        prune: args.prune,
+        prune: args.prune || args.prune_all,
         timeout: timeout.unwrap_or_default(),
         output: args.output,
         concurrency: usize::from(global.concurrency),

@@ -115,6 +115,13 @@ pub fn profile_name(cluster_id: &str, key: &BindingKey) -> String {
     format!("{NAME_PREFIX}{readable}-{hash}")
 }
 
+/// Whether a profile name has the shape [`profile_name`] gives (a candidate
+/// for ownership; only the tags prove it).
+#[must_use]
+pub fn is_generated_name(name: &str) -> bool {
+    name.starts_with(NAME_PREFIX)
+}
+
 /// Ownership tags every profile of a binding carries.
 #[must_use]
 pub fn ownership_tags(

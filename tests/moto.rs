@@ -805,13 +805,18 @@ async fn cross_account_binding_lands_in_the_policys_account() {
         "{assumed:?}"
     );
 
-    // Gone from the files: prune finds it in the policy's account and removes it.
+    // Gone from the files: prune finds it in the policy's account and removes
+    // it. The files hold only the policy now, so pruning must be asked for
+    // explicitly (`--prune` alone refuses an input without bindings).
     aws.reset_calls();
     aws.fault_config(&format!(
         r#"{{"assume_role_external_ids": {{"{OTHER_ROLE}": "ext-123"}}}}"#
     ));
     let (_d2, only_policy) = write_bindings(&account("ext-123"));
     let r = apply(&aws, &only_policy, &["--prune"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(other.profiles().await.contains_key(&name), "refused, kept");
+    let r = apply(&aws, &only_policy, &["--prune-all"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!other.profiles().await.contains_key(&name), "pruned");
     assert!(other.associations().await.is_empty());

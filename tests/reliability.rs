@@ -113,7 +113,8 @@ fn run(aws: &Aws, args: &[&str]) -> Run {
 fn apply_args<'a>(file: &'a Path, prune: bool, timeout: &'a str) -> Vec<&'a str> {
     let mut args = vec!["apply", "-f", path_str(file), "--timeout", timeout];
     if prune {
-        args.push("--prune");
+        // Every prune here runs from an input without bindings: explicit.
+        args.push("--prune-all");
     }
     args
 }
@@ -349,7 +350,7 @@ async fn chaos_converges_then_prunes_to_nothing_under_faults() {
     aws.fault_config(faults_off);
     let state = AwsState::read(&aws).await;
     let mut violations = check_deleted(&state, CLUSTER, &keys(&world), &world.foreign);
-    let p = run(&aws, &["plan", "--prune", "-f", path_str(&none)]);
+    let p = run(&aws, &["plan", "--prune-all", "-f", path_str(&none)]);
     if p.code != 0 {
         violations.push(format!(
             "plan --prune after deletion exited {}: {p:?}",
@@ -538,7 +539,7 @@ async fn crash_safety_sigkill_during_apply_and_prune() {
             } else {
                 (
                     check_deleted(&state, CLUSTER, &keys(&world), &world.foreign),
-                    run(&aws, &["plan", "--prune", "-f", path_str(&none)]),
+                    run(&aws, &["plan", "--prune-all", "-f", path_str(&none)]),
                 )
             };
             violations.extend(
@@ -600,8 +601,13 @@ async fn prune_runs_with_zero_bindings() {
         let (_d2, none) = common::write_bindings(text);
         let p = run(&aws, &["plan", "--prune", "-f", path_str(&none)]);
         assert_eq!(
+            p.code, 1,
+            "{what}: plan --prune from an input without bindings must refuse: {p:?}"
+        );
+        let p = run(&aws, &["plan", "--prune-all", "-f", path_str(&none)]);
+        assert_eq!(
             p.code, 2,
-            "{what}: plan --prune must show the deletions: {p:?}"
+            "{what}: plan --prune-all must show the deletions: {p:?}"
         );
         let r = run(&aws, &apply_args(&none, true, "60s"));
         assert_eq!(r.code, 0, "{what}: {r:?}");

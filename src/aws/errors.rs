@@ -141,8 +141,25 @@ where
 {
     match err {
         SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            let code = ctx.err().code().unwrap_or("Unknown").to_string();
+            let raw = ctx.raw();
+            let status = raw.status().as_u16();
+            let Some(code) = ctx.err().code() else {
+                // No error code: the body was not an AWS error response, e.g.
+                // the HTML page of a proxy or load balancer in the way.
+                let message = not_aws_message(
+                    status,
+                    raw.headers().get("content-type"),
+                    raw.body().bytes(),
+                );
+                return AwsError {
+                    kind: classify(action, NOT_AWS, &message, Some(status)),
+                    service,
+                    action,
+                    code: NOT_AWS.into(),
+                    message,
+                };
+            };
+            let code = code.to_string();
             let message = ctx.err().message().unwrap_or_default().to_string();
             AwsError {
                 kind: classify(action, &code, &message, Some(status)),
@@ -176,6 +193,54 @@ where
             message: error_chain(err),
         },
     }
+}
+
+/// The code of an error whose response carried no AWS error code.
+pub const NOT_AWS: &str = "NonAwsResponse";
+
+/// What to say about an error response that is not AWS's: its HTTP status,
+/// and the page's title (or its first words) to tell who answered.
+fn not_aws_message(status: u16, content_type: Option<&str>, body: Option<&[u8]>) -> String {
+    let mut out = format!(
+        "HTTP {status} from the endpoint, not an AWS error response (a proxy or load balancer answered?)"
+    );
+    let text = body.map(String::from_utf8_lossy).unwrap_or_default();
+    let lower = text.to_ascii_lowercase();
+    let title = lower
+        .find("<title>")
+        .map(|start| start + "<title>".len())
+        .and_then(|start| {
+            lower[start..]
+                .find("</title>")
+                .map(|len| &text[start..start + len])
+        });
+    let shown = match title {
+        Some(t) => one_line(t),
+        None if text.trim_start().starts_with('<') => String::new(),
+        None => one_line(&text),
+    };
+    if !shown.is_empty() {
+        const MAX: usize = 120;
+        let cut: String = shown.chars().take(MAX).collect();
+        let more = if shown.chars().count() > MAX {
+            "…"
+        } else {
+            ""
+        };
+        out.push_str(&format!(": {cut}{more}"));
+    }
+    if let Some(ct) = content_type.filter(|ct| !ct.is_empty()) {
+        out.push_str(&format!(" [{}]", one_line(ct)));
+    }
+    out
+}
+
+/// Whitespace collapsed, control characters dropped: safe on one log line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace()
+        .map(|w| w.chars().filter(|c| !c.is_control()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -352,6 +417,80 @@ mod tests {
                 "{action} {code} {message}"
             );
         }
+    }
+
+    /// A proxy's HTML 502 page (no AWS error code in it) is named for what it
+    /// is, with its status and title, and stays retryable; a 403 page is not
+    /// retried. Before: `failed: Unknown: `.
+    #[test]
+    fn an_error_page_that_is_not_aws_says_so() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+
+        let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body><center><h1>502 Bad Gateway</h1></center></body></html>";
+        let sdk = |status: u16, content_type: &str, body: &'static str| {
+            let mut raw = HttpResponse::new(
+                StatusCode::try_from(status).expect("status"),
+                SdkBody::from(body),
+            );
+            raw.headers_mut()
+                .insert("content-type", content_type.to_string());
+            let err = aws_sdk_iam::operation::list_roles::ListRolesError::generic(
+                ErrorMetadata::builder().build(),
+            );
+            SdkError::service_error(err, raw)
+        };
+        let e = from_sdk("iam", "ListRoles", &sdk(502, "text/html", page));
+        assert_eq!(e.kind, ErrorKind::Transient);
+        assert_eq!(e.code, NOT_AWS);
+        assert_eq!(
+            e.to_string(),
+            "iam:ListRoles failed: NonAwsResponse: HTTP 502 from the endpoint, not an AWS error response (a proxy or load balancer answered?): 502 Bad Gateway [text/html]"
+        );
+        for status in [503, 504] {
+            let e = from_sdk("ec2", "DescribeInstances", &sdk(status, "text/html", page));
+            assert_eq!(e.kind, ErrorKind::Transient, "{status}");
+            assert!(
+                e.message
+                    .starts_with(&format!("HTTP {status} from the endpoint")),
+                "{e}"
+            );
+        }
+        let e = from_sdk(
+            "ec2",
+            "DescribeInstances",
+            &sdk(403, "text/plain", "Forbidden by\n policy\u{7}"),
+        );
+        assert_eq!(e.kind, ErrorKind::Other);
+        assert!(
+            e.message.ends_with(": Forbidden by policy [text/plain]"),
+            "{e}"
+        );
+        let e = from_sdk("ec2", "DescribeInstances", &sdk(429, "", ""));
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        assert!(
+            e.message
+                .starts_with("HTTP 429 from the endpoint, not an AWS error response"),
+            "{e}"
+        );
+        // An AWS error keeps its code and message.
+        let mut raw = HttpResponse::new(
+            StatusCode::try_from(503).expect("status"),
+            SdkBody::from(""),
+        );
+        raw.headers_mut().insert("content-type", "text/xml");
+        let err = aws_sdk_iam::operation::list_roles::ListRolesError::generic(
+            ErrorMetadata::builder()
+                .code("ServiceUnavailable")
+                .message("busy")
+                .build(),
+        );
+        let e = from_sdk("iam", "ListRoles", &SdkError::service_error(err, raw));
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("ServiceUnavailable", "busy")
+        );
     }
 
     #[test]

@@ -42,14 +42,21 @@ impl FromStr for Limit {
                 .map_err(|_| format!("rate limit burst in {s:?} must be a number"))?,
             None => per_second.max(1.0),
         };
-        if !(per_second > 0.0 && per_second.is_finite() && burst >= 1.0 && burst.is_finite()) {
+        // Below one request an hour a bucket never refills in any run that
+        // matters (and a wait computed from it overflows the clock).
+        if !((MIN_RATE..=MAX_RATE).contains(&per_second) && (1.0..=MAX_BURST).contains(&burst)) {
             return Err(format!(
-                "rate limit {s:?} needs a rate above 0 and a burst of at least 1"
+                "rate limit {s:?} is out of range: the rate must be {MIN_RATE:.6}..={MAX_RATE} requests a second (one an hour at least) and the burst 1..={MAX_BURST}"
             ));
         }
         Ok(Self { per_second, burst })
     }
 }
+
+/// One request an hour.
+const MIN_RATE: f64 = 1.0 / 3600.0;
+const MAX_RATE: f64 = 100_000.0;
+const MAX_BURST: f64 = 100_000.0;
 
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -204,6 +211,14 @@ mod tests {
         assert!("0".parse::<Limit>().is_err());
         assert!("x:1".parse::<Limit>().is_err());
         assert!("1:0".parse::<Limit>().is_err());
+        // Extreme values are refused with the range, never a panic or an endless wait.
+        for extreme in ["1e-300:1", "1e-9:1", "inf", "NaN", "1:1e300", "1e10"] {
+            let err = extreme.parse::<Limit>().expect_err(extreme);
+            assert!(
+                err.contains("out of range") || err.contains("must be"),
+                "{err}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
