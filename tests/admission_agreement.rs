@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 const HEAD: &str = "apiVersion: iam.instanceprofile.dev/v1alpha1\nkind: InstanceProfileBinding\nmetadata: {name: web, namespace: team-a}\n";
 const POLICY_HEAD: &str = "apiVersion: iam.instanceprofile.dev/v1alpha1\nkind: InstanceProfilePolicy\nmetadata: {name: team-a}\n";
 
@@ -203,53 +200,25 @@ fn table() -> Vec<(&'static str, String, Option<&'static str>)> {
     ]
 }
 
-/// kubectl as the harness finds it (`$KUBECTL`, `.tools/bin`, `PATH`).
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(common::kube::kubectl().expect("kubectl"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl")
-}
-
 #[tokio::test]
 async fn file_mode_and_the_api_server_agree_on_what_is_valid() {
     require_moto!();
     let cluster = require_real_kube!();
-    let kc = cluster.kubeconfig.clone();
     for crd in common::crd_files() {
-        let out = kubectl(
-            &kc,
-            &["apply", "--server-side", "-f", common::path_str(&crd)],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = cluster.kubectl(&["apply", "--server-side", "-f", common::path_str(&crd)]);
+        assert!(out.ok, "{out:?}");
     }
-    let out = kubectl(&kc, &["create", "namespace", "team-a"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = kubectl(
-        &kc,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cluster.kubectl(&["create", "namespace", "team-a"]);
+    assert!(out.ok, "{out:?}");
+    let established = [
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "--all",
+        "--timeout=60s",
+    ];
+    let out = cluster.kubectl(&established);
+    assert!(out.ok, "{out:?}");
 
     let aws = common::Aws::start().await;
     aws.create_role("web-app", common::TRUST_EC2).await;
@@ -260,16 +229,13 @@ async fn file_mode_and_the_api_server_agree_on_what_is_valid() {
     for (i, (what, doc, want)) in cases.into_iter().enumerate() {
         let file = dir.path().join(format!("doc{i}.yaml"));
         std::fs::write(&file, &doc).expect("write");
-        let server = kubectl(
-            &kc,
-            &["apply", "--dry-run=server", "-f", common::path_str(&file)],
-        );
-        let server_err = String::from_utf8_lossy(&server.stderr).to_string();
+        let server = cluster.kubectl(&["apply", "--dry-run=server", "-f", common::path_str(&file)]);
+        let server_err = &server.stderr;
         let plan = common::cli(&aws.endpoint(), &["plan", "-f", common::path_str(&file)]);
         let plan_refused = plan.code == 1 && plan.stderr.contains("document 1:");
         let verdict = match want {
             None => {
-                if !server.status.success() {
+                if !server.ok {
                     Some(format!("the API server refused it: {server_err}"))
                 } else if plan_refused {
                     Some(format!("plan refused it: {}", plan.stderr))
@@ -278,7 +244,7 @@ async fn file_mode_and_the_api_server_agree_on_what_is_valid() {
                 }
             }
             Some(field) => {
-                if server.status.success() {
+                if server.ok {
                     Some("the API server accepted it".to_string())
                 } else if !plan_refused {
                     Some(format!(

@@ -9,45 +9,6 @@ use std::time::{Duration, Instant};
 
 use instance_profile_controller::crd::{InstanceProfileBinding, InstanceProfileBindingStatus};
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
-struct Controller(std::process::Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn client(kubeconfig: &std::path::Path) -> kube::Client {
-    let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
-fn kubectl_apply(kubeconfig: &std::path::Path, yaml: &str) {
-    let mut child = Command::new(common::kube::kubectl().expect("kubectl"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["apply", "--server-side", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), yaml.as_bytes())
-        .expect("write");
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 async fn wait_for(
     api: &Api<InstanceProfileBinding>,
@@ -106,15 +67,24 @@ fn run_refuses_to_start_without_a_region() {
 async fn denied_and_unreachable_aws_reach_the_binding_and_recover() {
     require_moto!();
     let cluster = require_real_kube!();
-    let kc = cluster.kubeconfig.clone();
     for crd in common::crd_files() {
-        let text = std::fs::read_to_string(&crd).expect("crd");
-        kubectl_apply(&kc, &text);
+        let out = cluster.kubectl(&["apply", "--server-side", "-f", common::path_str(&crd)]);
+        assert!(out.ok, "{out:?}");
     }
-    kubectl_apply(
-        &kc,
+    let established = [
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "--all",
+        "--timeout=60s",
+    ];
+    let out = cluster.kubectl(&established);
+    assert!(out.ok, "{out:?}");
+    let out = cluster.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\napiVersion: iam.instanceprofile.dev/v1alpha1\nkind: InstanceProfilePolicy\nmetadata: {name: team-a}\nspec: {namespaces: {names: [team-a]}, roles: [web-app]}\n",
     );
+    assert!(out.ok, "{out:?}");
     let aws = common::Aws::start().await;
     aws.create_role("web-app", common::TRUST_EC2).await;
     let inst = aws.run_instances(1, &[]).await;
@@ -122,7 +92,7 @@ async fn denied_and_unreachable_aws_reach_the_binding_and_recover() {
     aws.fault_config(
         r#"{"scripted_faults": [{"kind": "access_denied", "action": "ListInstanceProfiles", "count": 100000}]}"#,
     );
-    let _run = Controller(
+    let _run = common::Proc(
         Command::new(common::bin())
             .args([
                 "run",
@@ -131,7 +101,7 @@ async fn denied_and_unreachable_aws_reach_the_binding_and_recover() {
                 "127.0.0.1:0",
             ])
             .args(["--resync-interval", "2s"])
-            .env("KUBECONFIG", &kc)
+            .env("KUBECONFIG", &cluster.kubeconfig)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", common::REGION)
@@ -142,7 +112,7 @@ async fn denied_and_unreachable_aws_reach_the_binding_and_recover() {
             .spawn()
             .expect("controller"),
     );
-    let client = client(&kc).await;
+    let client = cluster.client().await;
     let api: Api<InstanceProfileBinding> = Api::namespaced(client.clone(), "team-a");
     let web: InstanceProfileBinding = serde_json::from_value(serde_json::json!({
         "apiVersion": "iam.instanceprofile.dev/v1alpha1",
