@@ -204,20 +204,8 @@ fn table() -> Vec<(&'static str, String, Option<&'static str>)> {
 async fn file_mode_and_the_api_server_agree_on_what_is_valid() {
     require_moto!();
     let cluster = require_real_kube!();
-    for crd in common::crd_files() {
-        let out = cluster.kubectl(&["apply", "--server-side", "-f", common::path_str(&crd)]);
-        assert!(out.ok, "{out:?}");
-    }
+    cluster.install_crds();
     let out = cluster.kubectl(&["create", "namespace", "team-a"]);
-    assert!(out.ok, "{out:?}");
-    let established = [
-        "wait",
-        "--for=condition=Established",
-        "crd",
-        "--all",
-        "--timeout=60s",
-    ];
-    let out = cluster.kubectl(&established);
     assert!(out.ok, "{out:?}");
 
     let aws = common::Aws::start().await;

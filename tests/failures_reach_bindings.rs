@@ -67,19 +67,7 @@ fn run_refuses_to_start_without_a_region() {
 async fn denied_and_unreachable_aws_reach_the_binding_and_recover() {
     require_moto!();
     let cluster = require_real_kube!();
-    for crd in common::crd_files() {
-        let out = cluster.kubectl(&["apply", "--server-side", "-f", common::path_str(&crd)]);
-        assert!(out.ok, "{out:?}");
-    }
-    let established = [
-        "wait",
-        "--for=condition=Established",
-        "crd",
-        "--all",
-        "--timeout=60s",
-    ];
-    let out = cluster.kubectl(&established);
-    assert!(out.ok, "{out:?}");
+    cluster.install_crds();
     let out = cluster.kubectl_stdin(
         &["apply", "--server-side", "-f", "-"],
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\napiVersion: iam.instanceprofile.dev/v1alpha1\nkind: InstanceProfilePolicy\nmetadata: {name: team-a}\nspec: {namespaces: {names: [team-a]}, roles: [web-app]}\n",

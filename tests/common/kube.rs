@@ -348,6 +348,23 @@ impl RealCluster {
         path
     }
 
+    /// Applies the CRDs as shipped (`crds/`, server-side) and waits until
+    /// they are Established, so the next object of theirs is accepted.
+    pub fn install_crds(&self) {
+        for crd in super::crd_files() {
+            let out = self.kubectl(&["apply", "--server-side", "-f", super::path_str(&crd)]);
+            assert!(out.ok, "applying {}: {out:?}", crd.display());
+        }
+        let out = self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ]);
+        assert!(out.ok, "CRDs never Established: {out:?}");
+    }
+
     /// A kube client with the admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
         client_for(&self.kubeconfig).await
