@@ -8,6 +8,9 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo refuses a manifest whose declared targets are missing, even the ones a
+# `--bin` build does not compile (tests/dockerfile.rs checks every path).
+COPY benches ./benches
 # The registry and target caches keep rebuilds incremental; the binary is copied
 # out of the cache mount so the next stage can see it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
