@@ -38,12 +38,18 @@ pub const STALLED: &str = "Stalled";
     namespaced,
     status = "InstanceProfileBindingStatus",
     cel,
+    doc = "Binds one IAM role to EC2 instances through an instance profile this binding owns: the controller creates the profile (a distinct name per binding), attaches exactly this role, associates it with every selected instance, and on deletion disassociates and deletes it (deletionPolicy Retain leaves AWS as it is).",
+    category = "aws",
+    category = "iam",
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.role"}"#,
     printcolumn = r#"{"name":"Profile","type":"string","jsonPath":".status.instanceProfile.name"}"#,
     printcolumn = r#"{"name":"Instances","type":"string","description":"associated/selected","jsonPath":".status.instanceSummary"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Profile-ARN","type":"string","priority":1,"jsonPath":".status.instanceProfile.arn"}"#,
+    printcolumn = r#"{"name":"Account-Role","type":"string","priority":1,"description":"the role assumed to reach the account the resources live in; empty: the controller's own account","jsonPath":".status.assumeRoleArn"}"#,
+    printcolumn = r#"{"name":"Since","type":"date","priority":1,"description":"when Ready last changed","jsonPath":".status.conditions[?(@.type==\"Ready\")].lastTransitionTime"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceProfileBindingSpec {
@@ -135,6 +141,8 @@ pub struct InstanceProfileBindingStatus {
     /// "associated/selected", for the printer column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_summary: Option<String>,
+    /// Ready, ProfileReady, RoleAttached, Associated, and Stalled or
+    /// Reconciling while not Ready (kstatus); one per type.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The role assumed to reach the AWS account this binding's resources live
@@ -219,7 +227,11 @@ impl InstanceProfileBindingStatus {
     plural = "instanceprofilepolicies",
     shortname = "ipp",
     cel,
+    doc = "Admin-owned and cluster-scoped: which namespaces may bind which IAM roles to which EC2 instances. A binding is allowed when any policy covering its namespace allows it; without one it is refused (PolicyDenied) while the controller requires policies.",
+    category = "aws",
+    category = "iam",
     printcolumn = r#"{"name":"Namespaces","type":"string","jsonPath":".spec.namespaces.names"}"#,
+    printcolumn = r#"{"name":"Selector","type":"string","description":"namespaces selected by label","jsonPath":".spec.namespaces.selector"}"#,
     printcolumn = r#"{"name":"Roles","type":"string","jsonPath":".spec.roles"}"#,
     printcolumn = r#"{"name":"Replace-Foreign","type":"boolean","jsonPath":".spec.allowReplaceForeignAssociations"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -352,11 +364,16 @@ mod tests {
             .additional_printer_columns
             .iter()
             .flatten()
+            .filter(|c| c.priority.unwrap_or(0) == 0)
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(
             cols,
             ["Role", "Profile", "Instances", "Ready", "Reason", "Age"]
+        );
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["aws".to_string(), "iam".to_string()][..])
         );
     }
 }
