@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::kube::RealCluster;
@@ -51,29 +51,16 @@ fn controller(
     metrics_port: u16,
     extra: &[&str],
 ) -> Proc {
-    let child = Command::new(common::bin())
-        .args([
-            "run",
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--resync-interval",
-            "3s",
-        ])
-        .args(["--lease-namespace", "default", "--lease-duration", "3s"])
-        .args(extra)
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .env("POD_NAME", identity)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", common::REGION)
-        .env("AWS_ENDPOINT_URL", aws.endpoint())
-        .env("IPB_CLUSTER_ID", "test")
-        .env("IPB_LOG_LEVEL", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the controller");
-    Proc(child)
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let mut args = vec!["--metrics-addr", &metrics, "--resync-interval", "3s"];
+    args.extend(["--lease-namespace", "default", "--lease-duration", "3s"]);
+    args.extend(extra);
+    common::run_controller(
+        cluster.kubeconfig(),
+        aws,
+        &args,
+        &[("POD_NAME", identity), ("IPB_LOG_LEVEL", "debug")],
+    )
 }
 
 fn binding(name: &str, role: &str, ids: &[String]) -> serde_json::Value {

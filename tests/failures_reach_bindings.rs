@@ -80,25 +80,17 @@ async fn denied_and_unreachable_aws_reach_the_binding_and_recover() {
     aws.fault_config(
         r#"{"scripted_faults": [{"kind": "access_denied", "action": "ListInstanceProfiles", "count": 100000}]}"#,
     );
-    let _run = common::Proc(
-        Command::new(common::bin())
-            .args([
-                "run",
-                "--no-leader-election",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--resync-interval", "2s"])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", common::REGION)
-            .env("AWS_ENDPOINT_URL", aws.endpoint())
-            .env("IPB_CLUSTER_ID", "test")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("controller"),
+    let _run = common::run_controller(
+        &cluster.kubeconfig,
+        &aws,
+        &[
+            "--no-leader-election",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--resync-interval",
+            "2s",
+        ],
+        &[],
     );
     let client = cluster.client().await;
     let api: Api<InstanceProfileBinding> = Api::namespaced(client.clone(), "team-a");

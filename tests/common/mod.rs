@@ -472,6 +472,26 @@ pub fn cli(endpoint: &str, args: &[&str]) -> Run {
     }
 }
 
+/// `run` against `kubeconfig` and this AWS, with the test credentials,
+/// region and cluster id; `args` follow `run`. Killed when dropped.
+pub fn run_controller(kubeconfig: &Path, aws: &Aws, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let child = Command::new(bin())
+        .arg("run")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", aws.endpoint())
+        .env("IPB_CLUSTER_ID", "test")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the controller");
+    Proc(child)
+}
+
 /// Writes bindings to a temp dir; returns the dir (keep it alive) and the file path.
 pub fn write_bindings(yaml: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
