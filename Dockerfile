@@ -9,8 +9,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # Cargo refuses a manifest whose declared targets are missing, even the ones a
-# `--bin` build does not compile (tests/dockerfile.rs checks every path).
+# `--bin` build does not compile (tests/dockerfile.rs checks every path): the
+# bench and the integration-test binary's root (its modules need not be there).
 COPY benches ./benches
+COPY tests/integration.rs ./tests/
 # The registry and target caches keep rebuilds incremental; the binary is copied
 # out of the cache mount so the next stage can see it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

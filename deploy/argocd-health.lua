@@ -13,7 +13,7 @@
 -- Ready=False with neither Stalled nor Reconciling (controllers older than
 -- those conditions, or the final Deleted status): a reason that resolves by
 -- itself (PropagationPending, Reconciling, Throttled, AwsUnavailable,
--- Conflict, Deleted) is Progressing, any other reason Degraded, also while
+-- StateChanged, Deleted; Conflict, as earlier builds used it) is Progressing, any other reason Degraded, also while
 -- the binding is being deleted (DeletionBlocked).
 --
 -- Lua 5.1 (Argo CD embeds gopher-lua) and base functions only: a script from
@@ -28,6 +28,7 @@ local transient = {
   Reconciling = true,
   Throttled = true,
   AwsUnavailable = true,
+  StateChanged = true,
   Conflict = true,
   Deleted = true,
 }

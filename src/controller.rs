@@ -29,6 +29,7 @@ use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::naming::BindingKey;
 use crate::reconcile::policy::PolicySet;
+use crate::reconcile::rivals::Rivals;
 use crate::reconcile::{Backoffs, BindingInput, Engine, Next, Outcome, Snapshot};
 use crate::server::{self, ServerState};
 use k8s_openapi::api::core::v1::Namespace;
@@ -105,8 +106,23 @@ impl SnapshotCache {
         *guard = None;
         let bindings = store.state();
         let paths = engine.snapshot_paths(bindings.iter().map(|b| &b.spec));
+        // Bindings being deleted are nobody's rival: their selection is going.
+        let rivals = Arc::new(Rivals::of_specs(bindings.iter().filter_map(|b| {
+            if b.metadata.deletion_timestamp.is_some() {
+                return None;
+            }
+            Some((
+                BindingKey {
+                    namespace: b.metadata.namespace.clone()?,
+                    name: b.metadata.name.clone()?,
+                },
+                &b.spec,
+            ))
+        })));
         drop(bindings);
-        let fresh = Arc::new(Snapshot::take(&engine.aws, &paths).await?);
+        let mut fresh = Snapshot::take(&engine.aws, &paths).await?;
+        fresh.rivals = rivals;
+        let fresh = Arc::new(fresh);
         *guard = Some(fresh.clone());
         Ok(fresh)
     }
@@ -619,7 +635,10 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
             "no AWS credentials: {e}; configure IRSA, EKS Pod Identity, AWS_* environment variables or a profile"
         ))
     })?;
-    let engine = Engine::new(aws, config);
+    let mut engine = Engine::new(aws, config);
+    // A long-running process: read each profile's tags once, then only when
+    // the desired tags change.
+    engine.remember_tags = true;
 
     let ready = Arc::new(AtomicBool::new(false));
     server::serve(

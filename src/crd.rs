@@ -176,7 +176,7 @@ pub struct InstanceStatus {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    /// associated, associating, disassociating, pending, foreign or refused.
+    /// associated, associating, disassociating, pending, foreign, refused or conflict (another binding selects the instance too).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -12,6 +12,7 @@ use crate::aws::assume::AssumeTarget;
 use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
 use crate::files::FileBinding;
 use crate::naming::{self, BindingKey};
+use crate::reconcile::rivals::Rivals;
 use crate::reconcile::{ActionRecord, Backoffs, BindingInput, Engine, Next, Outcome, Snapshot};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -147,6 +148,18 @@ async fn owned_elsewhere(
             tracing::warn!(profile = %name, binding = %owner, "not pruning: the name does not match the binding its tags name");
             continue;
         }
+        // deletionPolicy: Retain outlives the binding: the profile says so.
+        if profile
+            .tags
+            .as_ref()
+            .and_then(|t| t.get(naming::TAG_DELETION_POLICY))
+            .is_some_and(|v| v == "Retain")
+        {
+            eprintln!(
+                "notice: keeping instance profile {name} of {owner}, gone from the files: its binding had deletionPolicy Retain"
+            );
+            continue;
+        }
         out.push((owner, path));
     }
     Ok(out)
@@ -197,6 +210,18 @@ async fn run_one(engine: &Engine, w: &Work, snapshot: &Snapshot, dry_run: bool) 
     }
 }
 
+/// How soon `apply` looks again at a binding in transition.
+const LOOK_AGAIN: Duration = Duration::from_millis(750);
+
+/// Which bindings of the files select which instances (pruned ones left out).
+fn rivals(work: &[Work]) -> std::sync::Arc<Rivals> {
+    std::sync::Arc::new(Rivals::of_specs(
+        work.iter()
+            .filter(|w| !w.prune)
+            .map(|w| (w.input.key.clone(), &w.input.spec)),
+    ))
+}
+
 fn take_paths(engine: &Engine, work: &[Work]) -> BTreeSet<String> {
     engine.snapshot_paths(work.iter().map(|w| &w.input.spec))
 }
@@ -220,6 +245,7 @@ pub async fn plan(
             snapshot = Snapshot::take(&engine.aws, &take_paths(engine, &work)).await?;
         }
     }
+    snapshot.rivals = rivals(&work);
     let outcomes: Vec<Outcome> = futures::stream::iter(work.iter())
         .map(|w| run_one(engine, w, &snapshot, true))
         .buffered(opts.concurrency.max(1))
@@ -314,8 +340,9 @@ pub async fn apply(
                 stop = Some(s);
                 break;
             }
-            Ok(Ok(s)) => {
+            Ok(Ok(mut s)) => {
                 snapshot_failures = 0;
+                s.rivals = rivals(&work);
                 s
             }
             Ok(Err(e))
@@ -384,9 +411,12 @@ pub async fn apply(
                 continue;
             }
         }
-        let now = Instant::now();
+        // Bindings due within one look-again interval join this snapshot's
+        // round (it was taken after their last change): otherwise the ones
+        // that ended a long round last would each cost one more snapshot.
+        let horizon = Instant::now() + LOOK_AGAIN;
         let ready_now: Vec<usize> = (0..work.len())
-            .filter(|i| !done[*i] && due[*i] <= now)
+            .filter(|i| !done[*i] && due[*i] <= horizon)
             .collect();
         // Each outcome is taken as it arrives, so a stop loses only the
         // passes still running. On a signal no new pass starts, and those
@@ -463,7 +493,7 @@ pub async fn apply(
                         .unwrap_or(Duration::from_secs(1)),
                     Next::Resync | Next::Soon => {
                         backoffs.forget(&key);
-                        Duration::from_millis(750)
+                        LOOK_AGAIN
                     }
                 };
                 due[i] = Instant::now() + delay;

@@ -3,7 +3,7 @@
 //! the CRDs as shipped) and to `plan -f`; both accept it or both refuse it,
 //! and a refusal names the same field in both.
 
-mod common;
+use crate::common;
 
 const HEAD: &str = "apiVersion: iam.instanceprofile.dev/v1alpha1\nkind: InstanceProfileBinding\nmetadata: {name: web, namespace: team-a}\n";
 const POLICY_HEAD: &str = "apiVersion: iam.instanceprofile.dev/v1alpha1\nkind: InstanceProfilePolicy\nmetadata: {name: team-a}\n";

@@ -5,7 +5,7 @@
 //! laid out as Argo CD's `resource_customizations` tests are. Also: the three
 //! shipped copies of the script are one (scripts/generate-argocd.sh writes them).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! release binary. Without `KUBEBUILDER_ASSETS` the real-server tests skip,
 //! except under `CI=true`, where they fail.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -409,6 +409,56 @@ async fn scenario(cluster: &Cluster) {
         aws.profiles().await[&profile.name].2,
         vec!["db-app".to_string()]
     );
+
+    // Profile tags follow the spec: added, then changed and dropped; a tag a
+    // person put on the profile stays.
+    aws.tag_profile(&profile.name, "finance", "by-hand").await;
+    for (tags, want) in [
+        (
+            serde_json::json!({"cost-center": "42", "team": "a"}),
+            vec![("cost-center", "42"), ("finance", "by-hand"), ("team", "a")],
+        ),
+        (
+            serde_json::json!({"cost-center": "43", "team": null}),
+            vec![("cost-center", "43"), ("finance", "by-hand")],
+        ),
+    ] {
+        api.patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"instanceProfile": {"tags": tags}}})),
+        )
+        .await
+        .expect("patch tags");
+        wait_status(
+            &api,
+            "web",
+            "Ready after a tag change",
+            ready_for_generation,
+        )
+        .await;
+        let start = Instant::now();
+        loop {
+            let got: Vec<(String, String)> = aws
+                .profile_tags(&profile.name)
+                .await
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("instanceprofile.dev/"))
+                .collect();
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect();
+            if got == want {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "profile tags {got:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 
     // Narrowing the policy denies the binding but tears nothing down.
     policies

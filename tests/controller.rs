@@ -2,7 +2,7 @@
 //! pattern of kube-rs's controller-rs): a tower-test mock API server answers
 //! and records every Kubernetes request, while AWS is a real moto server.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

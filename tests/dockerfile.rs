@@ -4,7 +4,7 @@
 //! .dockerignore, and cargo accepts the copied tree. No container engine runs
 //! here, so the build stage's copy is laid out by hand and cargo reads it.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,6 +72,9 @@ fn copy_tree(from: &Path, to: &Path) {
             copy_tree(&entry.path(), &to.join(entry.file_name()));
         }
     } else {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
         std::fs::copy(from, to).expect("copy");
     }
 }
@@ -90,17 +93,24 @@ fn every_path_the_manifest_declares_is_copied_into_the_build_stage() {
         missing.is_empty(),
         "the Dockerfile does not copy {missing:?} (copies {copied:?})"
     );
+    // .dockerignore: the last pattern that matches a path decides; `!` re-includes.
     let ignore = std::fs::read_to_string(common::repo().join(".dockerignore")).unwrap_or_default();
-    for pattern in ignore
+    let patterns: Vec<&str> = ignore
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let pattern = pattern.trim_end_matches('/');
-        assert!(
-            !copied.iter().any(|c| c == pattern),
-            ".dockerignore drops {pattern}, which the Dockerfile copies"
-        );
+        .collect();
+    for source in &copied {
+        let last = patterns.iter().rev().find(|p| {
+            let bare = p.trim_start_matches('!').trim_end_matches('/');
+            covered(source, &[bare.to_string()])
+        });
+        if let Some(pattern) = last {
+            assert!(
+                pattern.starts_with('!'),
+                ".dockerignore drops {source} ({pattern}), which the Dockerfile copies"
+            );
+        }
     }
 }
 

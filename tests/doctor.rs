@@ -3,7 +3,7 @@
 //! that passes. AWS state is seeded directly through the SDK; the proxy's call
 //! log proves doctor only reads.
 
-mod common;
+use crate::common;
 
 use aws_sdk_iam::types::Tag;
 use common::{Aws, binding, cli, cli_env, ids, path_str, profile_name, write_bindings};

@@ -2,7 +2,7 @@
 //! server: `Ready=False` with the reason, kstatus's `Stalled`/`Reconciling`,
 //! a Warning event, and Ready again without a restart once AWS answers.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! and SIGINT/SIGTERM end `apply` with a summary of what it changed.
 //! (The symlink-loop item is unit-tested in `src/files.rs`.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

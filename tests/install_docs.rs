@@ -12,7 +12,7 @@
 //! stops the controller, ships "the next release" of the CRDs, and checks
 //! the outcome of each step.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! proxy, driven through the release binary, with AWS state checked directly
 //! through the SDK.
 
-mod common;
+use crate::common;
 
 use common::{Aws, binding, cli, ids, path_str, profile_name, write_bindings};
 

@@ -25,8 +25,8 @@
 //!
 //! Each test ends with one `RELIABILITY …` line of figures (docs/reliability.md).
 
-mod common;
-mod invariants;
+use crate::common;
+use crate::invariants;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;

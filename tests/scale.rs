@@ -4,7 +4,7 @@
 //! regression to per-binding reads or writes fails here. The figures at other
 //! sizes come from `cargo bench --bench scale` (docs/performance.md).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

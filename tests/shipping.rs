@@ -8,7 +8,7 @@
 //! rules, estimates their cost and parses patterns with RE2, which neither
 //! the API emulator nor `helm lint` does.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

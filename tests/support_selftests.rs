@@ -2,7 +2,7 @@
 //! Kubernetes API emulator and the AWS fault proxy must keep behaving like the
 //! real services the other suites stand them in for.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -43,7 +43,7 @@ impl ErrorKind {
             Self::PropagationPending | Self::NotFound => "PropagationPending",
             Self::QuotaExceeded => "QuotaExceeded",
             Self::AlreadyExists => "ForeignProfileExists",
-            Self::RoleSlotTaken | Self::DeleteConflict | Self::IncorrectState => "Conflict",
+            Self::RoleSlotTaken | Self::DeleteConflict | Self::IncorrectState => "StateChanged",
             Self::InstanceGone => "InstanceNotFound",
             Self::Transient => "AwsUnavailable",
             Self::Other => "AwsError",

@@ -23,7 +23,7 @@ pub(crate) enum Stop {
     Failed(AwsError),
 }
 
-const UNKNOWN: &str = "(known after apply)";
+pub(crate) const UNKNOWN: &str = "(known after apply)";
 
 /// Runs `action`, updating `observed`. Returns the record of a change made.
 pub(crate) async fn execute(
@@ -50,7 +50,11 @@ pub(crate) async fn execute(
         }
         Action::CreateProfile { memory } => {
             let mut tags = desired.tags.clone();
-            tags.extend(naming::instances_to_tags(memory));
+            tags.extend(naming::memory_to_tags(
+                memory,
+                false,
+                desired.memory_slots(),
+            ));
             let record = ActionRecord {
                 reason: "CreatedProfile",
                 message: format!(
@@ -110,15 +114,56 @@ pub(crate) async fn execute(
                 Err(e) => Err(Stop::Failed(e)),
             }
         }
-        Action::RecordInstances { ids } => {
+        Action::WriteTags { set, remove } => {
             let profile = observed.profile.as_mut().ok_or(Stop::Reobserve)?;
-            let new_tags = naming::instances_to_tags(ids);
-            let stale: Vec<String> = naming::instance_tag_keys()
-                .into_iter()
-                .filter(|k| {
-                    !new_tags.contains_key(k)
-                        && profile.tags.as_ref().is_some_and(|t| t.contains_key(k))
-                })
+            if !dry_run {
+                if !remove.is_empty() {
+                    aws.untag_profile(&profile.name, remove)
+                        .await
+                        .map_err(Stop::Failed)?;
+                }
+                if !set.is_empty() {
+                    aws.tag_profile(&profile.name, set)
+                        .await
+                        .map_err(Stop::Failed)?;
+                }
+            }
+            let tags = profile.tags.get_or_insert_with(Default::default);
+            for k in remove {
+                tags.remove(k);
+            }
+            tags.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let mut parts = Vec::new();
+            if !set.is_empty() {
+                parts.push(format!(
+                    "set {}",
+                    set.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if !remove.is_empty() {
+                parts.push(format!("remove {}", remove.join(", ")));
+            }
+            Ok(Some(ActionRecord {
+                reason: "TaggedProfile",
+                message: format!(
+                    "tags of instance profile {}: {}",
+                    profile.name,
+                    parts.join("; ")
+                ),
+            }))
+        }
+        Action::RecordInstances { ids, partial } => {
+            let profile = observed.profile.as_mut().ok_or(Stop::Reobserve)?;
+            let new_tags = naming::memory_to_tags(ids, *partial, desired.memory_slots());
+            let stale: Vec<String> = profile
+                .tags
+                .iter()
+                .flat_map(|t| t.keys())
+                .filter(|k| naming::is_instance_tag_key(k) && !new_tags.contains_key(*k))
+                .cloned()
                 .collect();
             if !dry_run {
                 aws.tag_profile(&profile.name, &new_tags)
@@ -138,9 +183,14 @@ pub(crate) async fn execute(
             Ok(Some(ActionRecord {
                 reason: "RecordedInstances",
                 message: format!(
-                    "record managed instances on profile {}: {}",
+                    "record managed instances on profile {}: {}{}",
                     profile.name,
-                    join(ids)
+                    join(ids),
+                    if *partial {
+                        " (the record is full: instances beyond it are associated while selected, and left alone once not)"
+                    } else {
+                        ""
+                    }
                 ),
             }))
         }

@@ -22,6 +22,9 @@ pub struct Desired {
     pub tags: BTreeMap<String, String>,
     pub role: RoleInfo,
     pub replace_foreign: bool,
+    /// The profile's tags are known to match `tags` (the controller read
+    /// them earlier, or nothing needs checking): no read just to verify.
+    pub tags_checked: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,9 +34,17 @@ pub enum Action {
     CreateProfile {
         memory: BTreeSet<String>,
     },
-    /// Write the instance memory tags.
+    /// Bring the profile's tags to the desired ones: remove `remove` (first,
+    /// so the 50-tag limit holds), then write `set`.
+    WriteTags {
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
+    /// Write the instance memory tags; `partial` when it could not hold
+    /// every instance the binding associated.
     RecordInstances {
         ids: BTreeSet<String>,
+        partial: bool,
     },
     RemoveRole {
         role: String,
@@ -64,6 +75,12 @@ impl Desired {
             "instance-profile{}{}",
             self.path, self.profile_name
         ))
+    }
+
+    /// How many tag keys the instance memory may use on this profile.
+    #[must_use]
+    pub fn memory_slots(&self) -> usize {
+        naming::memory_slots(self.tags.len())
     }
 }
 
@@ -147,7 +164,33 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
             name: profile.name.clone(),
         });
     }
+    // Another path: the profile is recreated there, in deletion's safe order
+    // (ours disassociated and gone, roles removed, deleted), once its tags
+    // prove it ours.
+    if profile.path != desired.path {
+        if profile.tags.is_none() {
+            return Decision::one(Action::ReadProfile);
+        }
+        return super::cleanup::decide_cleanup(desired, observed);
+    }
     let mut decision = Decision::default();
+    if let Some(tags) = &profile.tags {
+        let memory = naming::instances_from_tags(tags);
+        let memory_keys = tags
+            .keys()
+            .filter(|k| naming::is_instance_tag_key(k))
+            .count();
+        if memory_keys > desired.memory_slots() {
+            // Fewer keys left for the memory (more user tags): repack it first.
+            decision.actions.push(Action::RecordInstances {
+                ids: memory.ids(),
+                partial: memory.is_partial(),
+            });
+        }
+        if let Some(write) = tag_changes(desired, tags) {
+            decision.actions.push(write);
+        }
+    }
     decision.actions.extend(role_actions(desired, profile));
     let memory = memory_of(observed);
     let assoc = association_actions(desired, observed, memory.as_ref());
@@ -155,59 +198,106 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
     // proof first, then the memory of which instances are ours.
     let needs_tags = !decision.actions.is_empty()
         || !assoc.actions.is_empty()
-        || !observed.other_users.is_empty();
+        || !observed.other_users.is_empty()
+        || !desired.tags_checked;
     if profile.tags.is_none() && needs_tags {
         return Decision::one(Action::ReadProfile);
     }
     let memory = memory.unwrap_or_default();
-    if let Some(grown) = grown_memory(&memory, &assoc.associating) {
+    if let Some((ids, partial)) = grown_memory(&memory, &assoc.associating, desired) {
         decision
             .actions
-            .push(Action::RecordInstances { ids: grown });
+            .push(Action::RecordInstances { ids, partial });
     }
     decision.actions.extend(assoc.actions);
     // Remembered instances that are neither selected nor holding our profile
     // any more (terminated, or a crash between disassociating and recording)
     // are forgotten, so the memory never claims a stranger's association.
     let mut released = assoc.released.clone();
-    if let InstanceMemory::Ids(ids) = &memory {
+    if let InstanceMemory::Ids(ids) | InstanceMemory::Partial(ids) = &memory {
         released.extend(
             ids.iter()
                 .filter(|id| {
                     !observed.selected.iter().any(|s| &s.instance.id == *id)
                         && !observed.refused.iter().any(|(s, _)| &s.instance.id == *id)
+                        && !observed
+                            .contested
+                            .iter()
+                            .any(|(s, _)| &s.instance.id == *id)
                         && !observed.other_users.iter().any(|a| &a.instance_id == *id)
                 })
                 .cloned(),
         );
     }
     if let Some(shrunk) = shrunk_memory(&memory, &released) {
-        decision
-            .actions
-            .push(Action::RecordInstances { ids: shrunk });
+        decision.actions.push(Action::RecordInstances {
+            ids: shrunk,
+            partial: memory.is_partial(),
+        });
     }
     decision.waiting = assoc.waiting;
     decision.problems = assoc.problems;
     decision
 }
 
+/// The tag writes that bring `tags` (the profile's) to the desired tags: set
+/// what differs; remove the controller's own keys it no longer wants and the
+/// user tags it wrote (recorded in [`naming::TAG_USER_KEYS`]) that the spec
+/// dropped. Tags someone else put on the profile are never touched.
+fn tag_changes(desired: &Desired, tags: &BTreeMap<String, String>) -> Option<Action> {
+    let set: BTreeMap<String, String> = desired
+        .tags
+        .iter()
+        .filter(|(k, v)| tags.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let record = tags.get(naming::TAG_USER_KEYS);
+    let remove: Vec<String> = tags
+        .keys()
+        .filter(|k| !desired.tags.contains_key(*k) && !naming::is_instance_tag_key(k))
+        .filter(|k| {
+            *k == naming::TAG_DELETION_POLICY
+                || *k == naming::TAG_USER_KEYS
+                || (!k.starts_with(naming::TAG_PREFIX)
+                    && record.is_some_and(|r| naming::user_keys_record_has(r, k)))
+        })
+        .cloned()
+        .collect();
+    (!set.is_empty() || !remove.is_empty()).then_some(Action::WriteTags { set, remove })
+}
+
 /// The memory with `adding` in it, when it is not there yet. Written before
 /// associating so that a crash never leaves an association we cannot prove ours.
-fn grown_memory(memory: &InstanceMemory, adding: &BTreeSet<String>) -> Option<BTreeSet<String>> {
-    if adding.is_empty()
-        || matches!(memory, InstanceMemory::All)
-        || adding.iter().all(|id| memory.contains(id))
-    {
+/// A full record takes what fits and becomes partial: the rest are associated
+/// all the same (they are selected), but nothing will later call them ours
+/// once they are not.
+fn grown_memory(
+    memory: &InstanceMemory,
+    adding: &BTreeSet<String>,
+    desired: &Desired,
+) -> Option<(BTreeSet<String>, bool)> {
+    if adding.iter().all(|id| memory.contains(id)) {
         return None;
     }
+    let capacity = naming::memory_capacity(desired.memory_slots());
     let mut ids = memory.ids();
-    ids.extend(adding.iter().cloned());
-    Some(ids)
+    let mut partial = memory.is_partial();
+    for id in adding {
+        if ids.len() >= capacity {
+            partial = true;
+            break;
+        }
+        ids.insert(id.clone());
+    }
+    if ids == memory.ids() && partial == memory.is_partial() {
+        return None;
+    }
+    Some((ids, partial))
 }
 
 /// The memory without `released`, after their associations are gone.
 fn shrunk_memory(memory: &InstanceMemory, released: &BTreeSet<String>) -> Option<BTreeSet<String>> {
-    let InstanceMemory::Ids(ids) = memory else {
+    let (InstanceMemory::Ids(ids) | InstanceMemory::Partial(ids)) = memory else {
         return None;
     };
     if !released.iter().any(|id| ids.contains(id)) {
@@ -241,6 +331,7 @@ pub(crate) mod tests {
                 trusts_ec2: true,
             },
             replace_foreign: false,
+            tags_checked: true,
         }
     }
 
@@ -566,7 +657,10 @@ pub(crate) mod tests {
         assert_eq!(
             decide_apply(&d, &o).actions,
             vec![
-                Action::RecordInstances { ids: want },
+                Action::RecordInstances {
+                    ids: want,
+                    partial: false
+                },
                 Action::Replace {
                     instance_id: "i-1".into(),
                     association_id: "iip-assoc-i-1".into(),
@@ -593,7 +687,10 @@ pub(crate) mod tests {
         assert_eq!(
             decide_apply(&d, &o).actions,
             vec![
-                Action::RecordInstances { ids: want },
+                Action::RecordInstances {
+                    ids: want,
+                    partial: false
+                },
                 Action::Associate {
                     instance_id: "i-2".into()
                 }
@@ -621,7 +718,10 @@ pub(crate) mod tests {
                     instance_id: "i-2".into(),
                     association_id: "iip-assoc-i-2".into()
                 },
-                Action::RecordInstances { ids: want },
+                Action::RecordInstances {
+                    ids: want,
+                    partial: false
+                },
             ]
         );
     }
@@ -637,5 +737,86 @@ pub(crate) mod tests {
             ..Observed::default()
         };
         assert_eq!(decide_apply(&d, &o).actions, vec![Action::ReadProfile]);
+    }
+
+    #[test]
+    fn a_full_record_takes_what_fits_and_then_claims_only_what_it_names() {
+        let mut d = desired();
+        // 40 user tags leave the memory its fewest keys.
+        for n in 0..40 {
+            d.tags.insert(format!("user-{n}"), "v".into());
+        }
+        let capacity = naming::memory_capacity(d.memory_slots());
+        let ids: Vec<String> = (0..capacity + 10).map(|n| format!("i-{n:017x}")).collect();
+        let mut p = profile(&d, &["web-app"], Some(&[]));
+        let o = Observed {
+            profile: Some(p.clone()),
+            selected: ids
+                .iter()
+                .map(|id| selected(id, RunState::Running, None))
+                .collect(),
+            ..Observed::default()
+        };
+        let decision = decide_apply(&d, &o);
+        let Some(Action::RecordInstances { ids: kept, partial }) = decision.actions.first() else {
+            panic!("{decision:?}");
+        };
+        assert!(*partial);
+        assert_eq!(kept.len(), capacity);
+        // Every selected instance is associated, recorded or not.
+        let associates = decision
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::Associate { .. }))
+            .count();
+        assert_eq!(associates, ids.len());
+        // Written and read back, the record names exactly what it kept.
+        let tags = p.tags.get_or_insert_with(Default::default);
+        tags.extend(naming::memory_to_tags(kept, true, d.memory_slots()));
+        assert!(tags.len() <= naming::MAX_PROFILE_TAGS, "{}", tags.len());
+        let memory = naming::instances_from_tags(tags);
+        assert_eq!(memory, InstanceMemory::Partial(kept.clone()));
+        // Later nothing is selected: recorded instances lose our association,
+        // the unrecorded one (a hand-made association, for all we know) keeps it.
+        let unrecorded = ids.iter().find(|id| !kept.contains(*id)).cloned();
+        let recorded = kept.iter().next().cloned();
+        let (Some(unrecorded), Some(recorded)) = (unrecorded, recorded) else {
+            panic!("both kinds exist");
+        };
+        let o = Observed {
+            profile: Some(p.clone()),
+            other_users: vec![
+                assoc(&recorded, &p.arn, &p.id, AssociationState::Associated),
+                assoc(&unrecorded, &p.arn, &p.id, AssociationState::Associated),
+            ],
+            ..Observed::default()
+        };
+        let decision = decide_apply(&d, &o);
+        let touched: Vec<&String> = decision
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Disassociate { instance_id, .. } => Some(instance_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(touched, vec![&recorded], "{decision:?}");
+        // A steady state writes nothing: the full record does not grow again.
+        let o = Observed {
+            profile: Some(p.clone()),
+            selected: kept
+                .iter()
+                .chain(std::iter::once(&unrecorded))
+                .map(|id| {
+                    selected(
+                        id,
+                        RunState::Running,
+                        Some(assoc(id, &p.arn, &p.id, AssociationState::Associated)),
+                    )
+                })
+                .collect(),
+            ..Observed::default()
+        };
+        assert!(decide_apply(&d, &o).converged());
     }
 }

@@ -9,6 +9,7 @@ pub mod decide;
 pub mod observe;
 pub mod policy;
 pub mod profile;
+pub mod rivals;
 pub mod role;
 pub mod status;
 
@@ -186,6 +187,13 @@ pub struct Engine {
     roles: RoleCache,
     /// Other accounts named by policies' `spec.account`.
     pub accounts: accounts::Accounts,
+    /// Remember, per profile id, the desired tags last seen on it, and read a
+    /// profile's tags only when they changed (the controller: one read per
+    /// profile after it starts). Without it (`plan`, `apply`), tags are read
+    /// when the spec asks for more than the ownership tags, or when no
+    /// association shows the profile in use (ownership proven before Ready).
+    pub remember_tags: bool,
+    checked_tags: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// Where a binding's AWS resources live: this account or one reached by AssumeRole.
@@ -218,6 +226,8 @@ impl Engine {
             config,
             roles,
             accounts,
+            remember_tags: false,
+            checked_tags: std::sync::Mutex::default(),
         }
     }
 
@@ -293,10 +303,22 @@ impl Engine {
 
     fn desired(&self, b: &BindingInput, role: RoleInfo) -> Desired {
         let mut tags = naming::ownership_tags(&self.config.cluster_id, &b.key, b.uid.as_deref());
-        if let Some(settings) = &b.spec.instance_profile {
+        if let Some(settings) = &b.spec.instance_profile
+            && !settings.tags.is_empty()
+        {
             for (k, v) in &settings.tags {
                 tags.entry(k.clone()).or_insert_with(|| v.clone());
             }
+            tags.insert(
+                naming::TAG_USER_KEYS.to_string(),
+                naming::user_keys_record(settings.tags.keys()),
+            );
+        }
+        if b.spec.deletion_policy == DeletionPolicy::Retain {
+            tags.insert(
+                naming::TAG_DELETION_POLICY.to_string(),
+                "Retain".to_string(),
+            );
         }
         Desired {
             key: b.key.clone(),
@@ -306,6 +328,58 @@ impl Engine {
             tags,
             role,
             replace_foreign: b.spec.replace_foreign_associations,
+            tags_checked: false,
+        }
+    }
+
+    fn tags_digest(desired: &Desired) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        desired.tags.hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether `desired`'s profile (as observed) needs no tag read just to
+    /// verify its tags: see [`Engine::remember_tags`].
+    fn tags_checked(&self, desired: &Desired, observed: &Observed) -> bool {
+        let Some(profile) = &observed.profile else {
+            return true;
+        };
+        if self.remember_tags {
+            return self
+                .checked_tags
+                .lock()
+                .is_ok_and(|m| m.get(&profile.id) == Some(&Self::tags_digest(desired)));
+        }
+        let only_ownership = desired.tags.keys().all(|k| {
+            k.starts_with(naming::TAG_PREFIX)
+                && k != naming::TAG_USER_KEYS
+                && k != naming::TAG_DELETION_POLICY
+        });
+        let in_use = observed.selected.iter().any(|s| {
+            s.association
+                .as_ref()
+                .is_some_and(|a| a.profile_id == profile.id)
+        });
+        only_ownership && in_use
+    }
+
+    /// Notes that `observed`'s profile carries `desired`'s tags.
+    fn note_tags_checked(&self, desired: &Desired, observed: &Observed) {
+        let Some(profile) = &observed.profile else {
+            return;
+        };
+        let Some(tags) = &profile.tags else {
+            return;
+        };
+        if !self.remember_tags
+            || !desired.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+            || profile.id == act::UNKNOWN
+        {
+            return;
+        }
+        if let Ok(mut m) = self.checked_tags.lock() {
+            m.insert(profile.id.clone(), Self::tags_digest(desired));
         }
     }
 
@@ -410,6 +484,19 @@ impl Engine {
                 })
                 .collect();
         }
+        // Instances another binding selects too are left as they are: an
+        // instance holds one profile, and two bindings would take turns.
+        if let Place::Home(home) = &place
+            && !home.rivals.is_empty()
+        {
+            let (contested, keep): (Vec<_>, Vec<_>) = observed
+                .selected
+                .drain(..)
+                .map(|s| (home.rivals.of(&b.key, &s.instance), s))
+                .partition(|(others, _)| !others.is_empty());
+            observed.selected = keep.into_iter().map(|(_, s)| s).collect();
+            observed.contested = contested.into_iter().map(|(o, s)| (s, o)).collect();
+        }
         let stamp = |mut out: Outcome| {
             out.status.assume_role_arn = target.as_ref().map(|t| t.role_arn.clone());
             if !moved.is_empty() {
@@ -423,7 +510,8 @@ impl Engine {
             Ok(role) => role,
             Err(failure) => return stamp(self.failed(b, &observed, failure)),
         };
-        let desired = self.desired(b, role);
+        let mut desired = self.desired(b, role);
+        desired.tags_checked = self.tags_checked(&desired, &observed);
         stamp(
             self.converge(aws, b, &desired, &mut observed, dry_run, Mode::Apply)
                 .await,
@@ -565,6 +653,9 @@ impl Engine {
         let budget = 16 + 4 * (observed.selected.len() + observed.other_users.len());
         for _ in 0..budget {
             let decision = decide(desired, observed);
+            if decision.actions.is_empty() && !deleting {
+                self.note_tags_checked(desired, observed);
+            }
             let Some(action) = decision.actions.first().cloned() else {
                 let deleted = deleting && decision.converged() && observed.profile.is_none();
                 return status::outcome(b, desired, observed, &decision, records, None, deleted);

@@ -15,6 +15,9 @@ pub struct Snapshot {
     /// The live association of each instance.
     pub associations: HashMap<String, Association>,
     pub instances: HashMap<String, Instance>,
+    /// Which bindings select which instances (empty until the caller, who
+    /// knows the bindings, sets it).
+    pub rivals: std::sync::Arc<super::rivals::Rivals>,
 }
 
 impl Snapshot {
@@ -80,6 +83,7 @@ impl Snapshot {
             profiles,
             associations: by_instance,
             instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
+            rivals: std::sync::Arc::default(),
         }
     }
 }
@@ -104,6 +108,8 @@ pub struct Observed {
     pub missing: Vec<String>,
     /// Selected instances the policy gate refuses: never touched, reported.
     pub refused: Vec<(SelectedInstance, String)>,
+    /// Selected instances other bindings select too: never touched, reported.
+    pub contested: Vec<(SelectedInstance, Vec<crate::naming::BindingKey>)>,
 }
 
 /// Which instances a binding selects.
@@ -165,6 +171,7 @@ impl Observed {
             other_users,
             missing,
             refused: Vec::new(),
+            contested: Vec::new(),
         }
     }
 

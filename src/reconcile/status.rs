@@ -121,6 +121,26 @@ fn verdict(
             next: Next::Backoff(BackoffClass::Slow),
         };
     }
+    if let Some((first, others)) = observed.contested.first() {
+        let ids: Vec<&str> = observed
+            .contested
+            .iter()
+            .map(|(s, _)| s.instance.id.as_str())
+            .collect();
+        let names: Vec<String> = others.iter().map(ToString::to_string).collect();
+        return Verdict {
+            ready: false,
+            reason: "Conflict".into(),
+            message: format!(
+                "instances also selected by other bindings are left as they are: {} ({} also selected by {}); an instance holds one instance profile: select each instance in one binding",
+                ids.join(", "),
+                first.instance.id,
+                names.join(", ")
+            ),
+            needs_user: true,
+            next: Next::Backoff(BackoffClass::Slow),
+        };
+    }
     if deleted {
         return Verdict {
             ready: false,
@@ -202,6 +222,25 @@ pub(crate) fn outcome(
         association_id: None,
         state: "refused".into(),
         message: Some(why.clone()),
+    }));
+    instances.extend(observed.contested.iter().map(|(s, others)| {
+        let ours = s
+            .association
+            .as_ref()
+            .filter(|a| profile.is_some_and(|p| p.id == a.profile_id));
+        InstanceStatus {
+            id: s.instance.id.clone(),
+            association_id: ours.map(|a| a.id.clone()),
+            state: "conflict".into(),
+            message: Some(format!(
+                "also selected by {}",
+                others
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
     }));
     instances.sort_by(|a, b| a.id.cmp(&b.id));
     let associated = instances

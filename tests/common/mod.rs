@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[macro_use]
 pub mod kube;
 
 use aws_sdk_ec2::types::{
@@ -368,6 +369,51 @@ impl Aws {
                 )
             })
             .collect()
+    }
+
+    /// The tags of instance profile `name` (GetInstanceProfile: moto has no
+    /// ListInstanceProfileTags).
+    pub async fn profile_tags(&self, name: &str) -> BTreeMap<String, String> {
+        let out = self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .expect("get profile");
+        out.instance_profile()
+            .map(|p| p.tags())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect()
+    }
+
+    /// Puts a tag on instance profile `name`, as a person would.
+    pub async fn tag_profile(&self, name: &str, key: &str, value: &str) {
+        self.iam
+            .tag_instance_profile()
+            .instance_profile_name(name)
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .expect("tag"),
+            )
+            .send()
+            .await
+            .expect("tag profile");
+    }
+
+    pub async fn add_role(&self, profile: &str, role: &str) {
+        self.iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .expect("add role");
     }
 
     pub async fn create_profile(&self, name: &str, path: &str) -> (String, String) {

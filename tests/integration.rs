@@ -1,0 +1,27 @@
+//! The integration tests, one binary: every file in tests/ is a module here
+//! (`cargo nextest run -E 'test(/^moto::/)'` runs one file's tests). One
+//! binary instead of one per file: each would link the whole AWS SDK again,
+//! which made linking the slowest part of a cold CI run.
+
+#[macro_use]
+mod common;
+mod invariants;
+
+mod admission_agreement;
+mod argocd_health;
+mod chart;
+mod cluster;
+mod controller;
+mod decide_props;
+mod dockerfile;
+mod doctor;
+mod failures_reach_bindings;
+mod hardening;
+mod hardening_io;
+mod install_docs;
+mod moto;
+mod parse_fuzz;
+mod reliability;
+mod scale;
+mod shipping;
+mod support_selftests;
