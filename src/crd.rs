@@ -90,10 +90,12 @@ pub struct InstanceProfileSettings {
 
     /// Extra tags for the profile; ownership tags are always added.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 40))]
+    #[schemars(extend("maxProperties" = 40, "additionalProperties" = {"type": "string", "maxLength": 256}))]
     #[x_kube(validation = Rule::new("size(self) <= 40").message("spec.instanceProfile.tags may hold at most 40 tags (IAM allows 50 per profile; the controller reserves 10)"))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('instanceprofile.dev/') && !k.lowerAscii().startsWith('aws:'))").message("spec.instanceProfile.tags keys must not start with 'instanceprofile.dev/' (reserved for ownership tags) or 'aws:' in any case (reserved by AWS)"))]
     #[x_kube(validation = Rule::new("self.all(k, size(k) >= 1 && size(k) <= 128 && size(self[k]) <= 256)").message("spec.instanceProfile.tags keys must be 1-128 characters and values at most 256"))]
+    #[x_kube(validation = Rule::new(r"self.all(k, k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]*$') && self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]*$'))").message("spec.instanceProfile.tags keys and values may hold only letters, digits, spaces and _.:/=+-@ (IAM's rule)"))]
+    #[x_kube(validation = Rule::new("self.all(k, self.all(j, j == k || j.lowerAscii() != k.lowerAscii()))").message("spec.instanceProfile.tags keys must differ in more than case (IAM treats keys that differ only in case as the same tag)"))]
     pub tags: BTreeMap<String, String>,
 }
 

@@ -121,6 +121,34 @@ fn table() -> Vec<(&'static str, String, Option<&'static str>)> {
             Some("spec.instanceProfile.tags"),
         ),
         (
+            "profile tag key with a character IAM does not allow",
+            binding(&format!(
+                "  role: web-app\n  instanceProfile: {{tags: {{\"team#1\": x}}}}\n{ok_instances}"
+            )),
+            Some("spec.instanceProfile.tags"),
+        ),
+        (
+            "profile tag value with a character IAM does not allow",
+            binding(&format!(
+                "  role: web-app\n  instanceProfile: {{tags: {{team: \"a&b\"}}}}\n{ok_instances}"
+            )),
+            Some("spec.instanceProfile.tags"),
+        ),
+        (
+            "profile tags in any script, with spaces and every allowed sign",
+            binding(&format!(
+                "  role: web-app\n  instanceProfile: {{tags: {{\"Kostenstelle Ä\": \"Ünï 42_.:/=+-@\", チーム: 開発}}}}\n{ok_instances}"
+            )),
+            None,
+        ),
+        (
+            "profile tag keys equal but for case",
+            binding(&format!(
+                "  role: web-app\n  instanceProfile: {{tags: {{Team: a, team: b}}}}\n{ok_instances}"
+            )),
+            Some("spec.instanceProfile.tags"),
+        ),
+        (
             "over-long tag value",
             binding(&format!(
                 "  role: web-app\n  instanceProfile: {{tags: {{team: {}}}}}\n{ok_instances}",
