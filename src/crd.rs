@@ -103,7 +103,10 @@ pub struct InstanceProfileSettings {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("(has(self.ids) && size(self.ids) > 0) || (has(self.tags) && size(self.tags) > 0)").message("spec.instances needs at least one of ids or tags"))]
 pub struct InstanceSelector {
-    /// Explicit instance ids, each 'i-' followed by 8 or 17 lowercase hexadecimal digits.
+    /// Explicit instance ids, each 'i-' followed by 8 or 17 lowercase
+    /// hexadecimal digits. With `tags`, the binding selects the union: an
+    /// instance listed here or matching the tags. Ids that do not exist are
+    /// reported and skipped.
     // A schema pattern rather than a CEL rule: the API server names the
     // offending item (`ids[3]`) and its value, and RE2 patterns carry no CEL cost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -113,7 +116,8 @@ pub struct InstanceSelector {
     )]
     pub ids: Vec<String>,
 
-    /// Every instance whose tags match all of these pairs.
+    /// Every instance whose tags match all of these pairs (exact keys and
+    /// values), including instances launched later. With `ids`: the union.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 50))]
     #[x_kube(validation = Rule::new("size(self) <= 50").message("spec.instances.tags may hold at most 50 tags"))]
@@ -132,20 +136,27 @@ pub enum DeletionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceProfileBindingStatus {
+    /// The `metadata.generation` this status describes; below the current
+    /// generation, the controller has not reconciled the latest spec yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The binding's instance profile in AWS, once it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_profile: Option<ProfileStatus>,
+    /// The IAM role resolved from `spec.role`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleStatus>,
+    /// Every instance the binding selects (and any it refused or shares with
+    /// another binding), with its association state.
     #[serde(default)]
     pub instances: Vec<InstanceStatus>,
     /// "associated/selected", for the printer column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_summary: Option<String>,
     /// Ready, ProfileReady, RoleAttached, Associated, and Stalled or
-    /// Reconciling while not Ready (kstatus); one per type.
+    /// Reconciling while not Ready (kstatus); one per type. Wait on Ready.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The role assumed to reach the AWS account this binding's resources live
     /// in (from its InstanceProfilePolicy's `spec.account`); absent: the
@@ -157,9 +168,14 @@ pub struct InstanceProfileBindingStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileStatus {
+    /// The profile's name: `ipb-<namespace>.<name>-<hash>`, the same in
+    /// `run`, `plan` and `apply`.
     pub name: String,
+    /// The profile's ARN, path included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
+    /// The profile's unique id (`AIPA…`); a profile deleted and recreated
+    /// under the same name gets a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
@@ -167,7 +183,9 @@ pub struct ProfileStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleStatus {
+    /// The role's name.
     pub name: String,
+    /// The role's ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
 }
@@ -175,11 +193,15 @@ pub struct RoleStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceStatus {
+    /// The EC2 instance id.
     pub id: String,
+    /// The id (`iip-assoc-…`) of the association with this binding's profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
     /// associated, associating, disassociating, pending, foreign, refused or conflict (another binding selects the instance too).
     pub state: String,
+    /// Why the instance is not associated: the profile holding it, the
+    /// policy that refused it, or the binding that selects it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -188,14 +210,21 @@ pub struct InstanceStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// Ready, ProfileReady, RoleAttached, Associated, Stalled or Reconciling.
     #[serde(rename = "type")]
     pub type_: String,
     /// "True", "False" or "Unknown".
     pub status: String,
+    /// One CamelCase word: Reconciled when Ready, else the cause
+    /// (PropagationPending, RoleNotFound, PolicyDenied, Conflict, …; see the
+    /// troubleshooting guide).
     pub reason: String,
+    /// What happened and, when a person has to act, what to do.
     #[serde(default)]
     pub message: String,
+    /// When the status last changed (RFC 3339).
     pub last_transition_time: String,
+    /// The `metadata.generation` the condition was set for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
@@ -265,9 +294,11 @@ pub struct InstanceProfilePolicySpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("(has(self.names) && size(self.names) > 0) || has(self.selector)").message("spec.namespaces needs names and/or a selector"))]
 pub struct PolicyNamespaces {
+    /// Namespaces by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
     pub names: Vec<String>,
+    /// Namespaces by label (a namespace matching either this or `names` is governed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
 }
@@ -276,8 +307,10 @@ pub struct PolicyNamespaces {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
+    /// Labels a namespace must carry, all of them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
+    /// Label requirements a namespace must meet, all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
@@ -285,9 +318,11 @@ pub struct LabelSelector {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
+    /// The label key.
     pub key: String,
     /// In, NotIn, Exists or DoesNotExist.
     pub operator: SelectorOperator,
+    /// The values for In and NotIn; empty for Exists and DoesNotExist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
 }
@@ -313,9 +348,12 @@ pub struct PolicyInstances {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyAccount {
+    /// The role the controller assumes to reach the other account (its trust
+    /// policy must allow the controller's own role); session 3600 s at most.
     #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("self.matches('^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc):iam::[0-9]{12}:role/([!-~]*/)?[A-Za-z0-9_+=,.@-]{1,64}$')").message("spec.account.assumeRoleArn must be a role ARN of an AWS partition"))]
     pub assume_role_arn: String,
+    /// The external id that role's trust policy requires, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     // RE2 refuses repeat counts over 1000, so the length is the schema's, not the regex's.
     #[schemars(length(min = 2, max = 1224))]

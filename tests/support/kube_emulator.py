@@ -1728,7 +1728,9 @@ class Cluster:
         for k, e in owners.items():
             if k != me:
                 others_paths |= e["paths"]
-        for p in sorted(prev - new_paths, key=len, reverse=True):
+        # Shallow first: an item of a list map goes whole, before its key
+        # fields would be removed one by one (which left a keyless remnant).
+        for p in sorted(prev - new_paths, key=len):
             if p == (("f", "metadata"),):
                 continue
             if any(q[:len(p)] == p for q in others_paths):

@@ -514,6 +514,16 @@ def t_server_side_apply(env):
     else:  # the emulator runs with the same interpreter, so it has no PyYAML either
         env.fail("PATCH", ipb(name="ssa", sub="status", query="fieldManager=ctrl&force=true"), yaml_body,
                  "application/apply-patch+yaml", code=400, reason="BadRequest")
+    # Conditions are a list map keyed by type: a type the manager stops
+    # applying goes whole (it once left a keyless remnant that failed validation).
+    def conds(*types):
+        return {"apiVersion": API, "kind": KIND, "status": {"conditions": [
+            {"type": t, "status": "True", "reason": "R", "message": "m",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"} for t in types]}}
+    env.apply(ipb(name="ssa", sub="status"), conds("Ready", "Stalled"), manager="ctrl")
+    st = env.apply(ipb(name="ssa", sub="status"), conds("Ready", "Reconciling"), manager="ctrl")
+    got = [c.get("type") for c in st["status"]["conditions"]]
+    check(sorted(got) == ["Ready", "Reconciling"], got)
     env.fail("PATCH", ipb(name="ssa"), {"spec": {"role": "x"}}, "application/strategic-merge-patch+json",
              code=415, reason="UnsupportedMediaType")
     env.ok("DELETE", ipb(name="ssa"))
