@@ -495,6 +495,7 @@ pub async fn apply(
                         backoffs.forget(&key);
                         LOOK_AGAIN
                     }
+                    Next::After(wait) => wait,
                 };
                 due[i] = Instant::now() + delay;
                 tracing::info!(binding = %work[i].input.key, reason = %o.reason, "{}", o.message);

@@ -193,3 +193,51 @@ async fn one_hundred_bindings_stay_within_the_call_budgets() {
         "per-binding profile reads in a steady resync: {calls:?}"
     );
 }
+
+/// IAM→EC2 propagation (3 s here) costs at most one refused association per
+/// binding: one binding probes until EC2 accepts a new profile, the others
+/// wait the delay it measured instead of each probing (the performance
+/// issue's regression guard). Every binding still ends Ready and associated.
+#[tokio::test]
+async fn propagation_costs_at_most_one_refused_write_per_binding() {
+    require_moto!();
+    const B: usize = 20;
+    let aws = Aws::start().await;
+    aws.create_role(&role(0), common::TRUST_EC2).await;
+    let mut docs = String::new();
+    let mut all = Vec::new();
+    for i in 0..B {
+        let (key, value) = common::select_tag(&name(i));
+        let ids = aws
+            .run_instances(i32::try_from(K).expect("k"), &[(key, value.as_str())])
+            .await;
+        all.extend(ids);
+        docs.push_str(&common::binding(
+            "team-a",
+            &name(i),
+            &role(0),
+            &format!("{{tags: {{bench-binding: {}}}}}", name(i)),
+            "",
+        ));
+    }
+    let (_dir, file) = write_bindings(&docs);
+    aws.reset_calls();
+    aws.fault_config(r#"{"page_size": 1000, "propagation_seconds": 3}"#);
+    let mut args = vec!["apply", "-f", path_str(&file), "--timeout", "120s"];
+    args.extend_from_slice(&FAST);
+    let run = cli(&aws.endpoint(), &args);
+    assert_eq!(run.code, 0, "{run:?}");
+    let refused = aws
+        .calls()
+        .iter()
+        .filter(|c| c.0 == "AssociateIamInstanceProfile" && c.2.as_deref() == Some("propagation"))
+        .count();
+    println!("refused associations: {refused} for {B} bindings");
+    assert!(
+        refused <= B,
+        "{refused} associations refused for {B} bindings: {:?}",
+        calls_by_action(&aws.calls())
+    );
+    let assoc = aws.associations().await;
+    assert!(all.iter().all(|i| assoc.contains_key(i)), "{assoc:?}");
+}

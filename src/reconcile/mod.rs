@@ -9,6 +9,7 @@ pub mod decide;
 pub mod observe;
 pub mod policy;
 pub mod profile;
+pub mod propagation;
 pub mod rivals;
 pub mod role;
 pub mod status;
@@ -109,6 +110,9 @@ pub enum Next {
     Soon,
     /// Failed; retry with the backoff of this class.
     Backoff(BackoffClass),
+    /// A known wait (IAM propagating a profile created here): look again
+    /// after this long, without spending a call to find out.
+    After(Duration),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -194,6 +198,8 @@ pub struct Engine {
     /// association shows the profile in use (ownership proven before Ready).
     pub remember_tags: bool,
     checked_tags: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// When a profile created here may first be associated.
+    propagation: propagation::Propagation,
 }
 
 /// Where a binding's AWS resources live: this account or one reached by AssumeRole.
@@ -228,6 +234,7 @@ impl Engine {
             accounts,
             remember_tags: false,
             checked_tags: std::sync::Mutex::default(),
+            propagation: propagation::Propagation::default(),
         }
     }
 
@@ -652,6 +659,12 @@ impl Engine {
         let mut records = Vec::new();
         let budget = 16 + 4 * (observed.selected.len() + observed.other_users.len());
         for _ in 0..budget {
+            // A profile created here moments ago: its tags are what we wrote.
+            if let Some(p) = observed.profile.as_mut()
+                && p.tags.is_none()
+            {
+                p.tags = self.propagation.tags(&p.name, &p.id);
+            }
             let decision = decide(desired, observed);
             if decision.actions.is_empty() && !deleting {
                 self.note_tags_checked(desired, observed);
@@ -660,7 +673,75 @@ impl Engine {
                 let deleted = deleting && decision.converged() && observed.profile.is_none();
                 return status::outcome(b, desired, observed, &decision, records, None, deleted);
             };
-            match act::execute(aws, desired, observed, &action, dry_run).await {
+            let associates = matches!(action, Action::Associate { .. } | Action::Replace { .. });
+            if associates
+                && !dry_run
+                && let Some(wait) = self.propagation.wait_for(&desired.profile_name).await
+            {
+                // A short wait is cheaper here than a new pass (a snapshot).
+                if wait <= SHORT_WAIT {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                // A profile created moments ago: EC2 would refuse it. Wait
+                // the learned delay instead of spending a write on finding out.
+                let pending = AwsError {
+                    kind: ErrorKind::PropagationPending,
+                    service: "ec2",
+                    action: "AssociateIamInstanceProfile",
+                    code: "NotYetPropagated".into(),
+                    message: format!(
+                        "instance profile {} was created moments ago; associating in {:.1}s, when it has propagated",
+                        desired.profile_name,
+                        wait.as_secs_f64()
+                    ),
+                };
+                let mut out = status::outcome(
+                    b,
+                    desired,
+                    observed,
+                    &decision,
+                    records,
+                    Some(Failure::Aws(pending)),
+                    false,
+                );
+                out.next = Next::After(wait);
+                return out;
+            }
+            let result = act::execute(aws, desired, observed, &action, dry_run).await;
+            if !dry_run {
+                match (&action, &result) {
+                    (Action::CreateProfile { .. }, Ok(Some(r))) if r.reason == "CreatedProfile" => {
+                        if let Some(p) = &observed.profile {
+                            self.propagation.created(
+                                &p.name,
+                                &p.id,
+                                p.tags.clone().unwrap_or_default(),
+                            );
+                        }
+                    }
+                    (Action::RecordInstances { .. } | Action::WriteTags { .. }, Ok(_)) => {
+                        if let Some(p) = &observed.profile
+                            && let Some(tags) = &p.tags
+                        {
+                            self.propagation.wrote_tags(&p.name, &p.id, tags);
+                        }
+                    }
+                    (_, Ok(Some(_))) if associates => {
+                        self.propagation.accepted(&desired.profile_name);
+                    }
+                    (_, Err(Stop::Failed(e)))
+                        if associates && e.kind == ErrorKind::PropagationPending =>
+                    {
+                        self.propagation.refused(&desired.profile_name);
+                    }
+                    (Action::DeleteProfile, Ok(_)) => {
+                        self.propagation.forget(&desired.profile_name);
+                    }
+                    _ => {}
+                }
+            }
+            match result {
                 Ok(Some(record)) => {
                     if !dry_run {
                         tracing::info!(binding = %b.key, reason = record.reason, "{}", record.message);
@@ -696,6 +777,9 @@ impl Engine {
         status::outcome(b, desired, observed, &decision, records, None, false)
     }
 }
+
+/// Waits for propagation up to this long happen within the pass.
+const SHORT_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -748,6 +832,7 @@ impl Backoffs {
                 self.entries.remove(key);
                 Some(Duration::from_secs(1))
             }
+            Next::After(wait) => Some(wait),
             Next::Backoff(class) => {
                 let (first, cap) = class.bounds();
                 let fresh = || {
