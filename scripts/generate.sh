@@ -19,4 +19,6 @@ PY
 helm=$(command -v helm || echo .tools/bin/helm)
 "$helm" template instance-profile-controller charts/instance-profile-controller --namespace instance-profile-controller --include-crds >deploy/manifests.yaml
 bash scripts/generate-argocd.sh
-echo "regenerated crds/, the chart's crds/ and deploy/manifests.yaml"
+python=$([ -x .venv/bin/python3 ] && echo .venv/bin/python3 || echo python3)
+"$python" scripts/generate-chart-readme.py
+echo "regenerated crds/, the chart's crds/, deploy/manifests.yaml and the chart README's values table"
