@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::aws::AwsError;
-use crate::cli::{GlobalArgs, RunArgs};
+use crate::cli::RunArgs;
 use crate::crd::{
     API_VERSION, DeletionPolicy, FINALIZER, InstanceProfileBinding, InstanceProfileBindingStatus,
     InstanceProfilePolicy,
@@ -593,20 +593,16 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 ///
 /// # Errors
 /// Start-up failures with a message saying what to do.
-pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
-    let config = global.engine_config()?;
+pub async fn run(args: &RunArgs) -> crate::Result<()> {
+    let config = args.engine.engine_config()?;
     let metrics = Arc::new(Metrics::new());
-    let aws = global.connect(metrics.clone()).await;
+    let aws = args.engine.connect(metrics.clone()).await;
     if !aws.region_found() {
         return Err(crate::Error::Config(
             "no AWS region configured: set --region or AWS_REGION (the chart's aws.region value), or a region in the AWS profile; EC2 instances and associations are regional".into(),
         ));
     }
-    let client = Client::try_default().await.map_err(|e| {
-        crate::Error::Kube(format!(
-            "cannot load a kubeconfig or in-cluster configuration ({e}); set KUBECONFIG or run inside a cluster"
-        ))
-    })?;
+    let client = args.kube.client().await.map_err(crate::Error::Kube)?;
     let bindings: Api<InstanceProfileBinding> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -732,7 +728,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> crate::Result<()> {
         .reflect(writer)
         .applied_objects();
     let mut controller = Controller::for_stream(trigger, store.clone())
-        .with_config(ControllerConfig::default().concurrency(global.concurrency));
+        .with_config(ControllerConfig::default().concurrency(args.engine.concurrency));
     let gate = if args.require_policy {
         // Stores to read policies and namespace labels from, and triggers that
         // re-queue the bindings a change may affect (seconds, not a resync).

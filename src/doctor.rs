@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::aws::doctor::{CallerIdentity, SimulatedDecision};
 use crate::aws::{Association, AssociationState, Aws, AwsError, ErrorKind, Instance, Profile};
 use crate::aws::{RoleInfo, RunState};
-use crate::cli::{DoctorArgs, GlobalArgs};
+use crate::cli::{DoctorArgs, KubeArgs};
 use crate::crd::{
     InstanceProfileBinding, InstanceProfileBindingSpec, InstanceProfileBindingStatus,
 };
@@ -195,7 +195,7 @@ impl Target {
         if let Some(id) = &args.instance {
             return Some(Self::Instance(id.clone()));
         }
-        args.profile.clone().map(Self::Profile)
+        args.instance_profile.clone().map(Self::Profile)
     }
 }
 
@@ -395,7 +395,7 @@ pub fn parse_instance_id(s: &str) -> Result<String, String> {
     }
 }
 
-/// `--profile NAME`: 1-128 characters of `[\w+=,.@-]`.
+/// `--instance-profile NAME`: 1-128 characters of `[\w+=,.@-]`.
 ///
 /// # Errors
 /// A message for clap naming the allowed characters.
@@ -413,8 +413,8 @@ pub fn parse_profile_name(s: &str) -> Result<String, String> {
 }
 
 /// The whole `doctor` subcommand: prints the report and returns the exit code.
-pub async fn command(global: &GlobalArgs, config: &EngineConfig, args: &DoctorArgs) -> i32 {
-    match diagnose(global, config, args).await {
+pub async fn command(args: &DoctorArgs) -> i32 {
+    match diagnose(args).await {
         Ok(report) => {
             match args.output {
                 Output::Text => print!("{}", render_text(&report)),
@@ -442,16 +442,17 @@ pub async fn command(global: &GlobalArgs, config: &EngineConfig, args: &DoctorAr
     }
 }
 
-async fn diagnose(
-    global: &GlobalArgs,
-    config: &EngineConfig,
-    args: &DoctorArgs,
-) -> Result<Report, CouldNotRun> {
+async fn diagnose(args: &DoctorArgs) -> Result<Report, CouldNotRun> {
+    let config = &args
+        .engine_config()
+        .map_err(|e| CouldNotRun::Input(e.to_string()))?;
     let target = Target::from_args(args).ok_or_else(|| {
-        CouldNotRun::Input("name one target: --binding, -f, --instance or --profile".into())
+        CouldNotRun::Input(
+            "name one target: --binding, -f, --instance or --instance-profile".into(),
+        )
     })?;
-    let subject = resolve(&target).await?;
-    let aws = global.connect(Arc::new(Metrics::new())).await;
+    let subject = resolve(&target, &args.kube).await?;
+    let aws = args.aws.connect(Arc::new(Metrics::new())).await;
     aws.check_credentials().await.map_err(|e| {
         CouldNotRun::Credentials(format!(
             "{e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or run where IRSA/Pod Identity/an instance role provides them"
@@ -474,7 +475,7 @@ async fn diagnose(
 
 /// Reads the target's binding (from the cluster or a file); instances and
 /// profiles need nothing yet.
-async fn resolve(target: &Target) -> Result<Subject, CouldNotRun> {
+async fn resolve(target: &Target, cluster: &KubeArgs) -> Result<Subject, CouldNotRun> {
     match target {
         Target::Instance(id) => Ok(Subject::Instance { id: id.clone() }),
         Target::Profile(name) => Ok(Subject::Profile { name: name.clone() }),
@@ -504,10 +505,8 @@ async fn resolve(target: &Target) -> Result<Subject, CouldNotRun> {
             })
         }
         Target::Binding(key) => {
-            let client = kube::Client::try_default().await.map_err(|e| {
-                CouldNotRun::Kubernetes(format!(
-                    "no kubeconfig or in-cluster configuration ({e}); set KUBECONFIG, or pass the binding's file with -f"
-                ))
+            let client = cluster.client().await.map_err(|e| {
+                CouldNotRun::Kubernetes(format!("{e}; or pass the binding's file with -f"))
             })?;
             let api: kube::Api<InstanceProfileBinding> =
                 kube::Api::namespaced(client, &key.namespace);

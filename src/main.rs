@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use instance_profile_controller::cli::{Cli, Command, FileArgs, GlobalArgs};
+use instance_profile_controller::cli::{Cli, Command, EngineArgs, FileArgs, usage_error_code};
 use instance_profile_controller::filemode::{self, FileModeOptions};
 use instance_profile_controller::metrics::Metrics;
 use instance_profile_controller::reconcile::Engine;
@@ -21,19 +21,30 @@ use instance_profile_controller::{crd, files, telemetry};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // Until the subcommand runs, any failure is a usage error: exit 1, except
+    // for doctor, whose 1 means "a check found a problem" (exit 2 there).
+    // Never clap's own 2 for the others: `plan` uses 2 for "changes".
+    let failed = ExitCode::from(usage_error_code(std::env::args_os().nth(1).as_deref()));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // --help and --version are not errors; everything else exits 1,
-            // never clap's 2, which `plan` uses for "changes".
-            let code = if e.use_stderr() { 1 } else { 0 };
+            // --help and --version are not errors.
             let _ = e.print();
-            return ExitCode::from(code);
+            return if e.use_stderr() {
+                failed
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    if let Err(e) = telemetry::init(&cli.global.log_format, &cli.global.log_level) {
+    let failed = match cli.command {
+        Command::Doctor(_) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    };
+    let log = cli.command.log().cloned().unwrap_or_default();
+    if let Err(e) = telemetry::init(&log.log_format, &log.log_level) {
         eprintln!("error: {e}");
-        return ExitCode::from(1);
+        return failed;
     }
     // Few blocking threads (DNS lookups, file reads): each thread that
     // allocates keeps an allocator cache of its own.
@@ -45,14 +56,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return failed;
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(1)
+            failed
         }
     }
 }
@@ -66,35 +77,31 @@ async fn dispatch(cli: Cli) -> Result<i32, instance_profile_controller::Error> {
             Ok(0)
         }
         Command::Plan(args) => {
-            let (engine, bindings, opts) = file_mode(&cli.global, &args, None).await?;
+            let (engine, bindings, opts) = file_mode(&args.engine, &args.file, None).await?;
             filemode::plan(&engine, &bindings, &opts).await
         }
         Command::Apply(args) => {
             let (engine, bindings, opts) =
-                file_mode(&cli.global, &args.file, Some(args.timeout)).await?;
+                file_mode(&args.engine, &args.file, Some(args.timeout)).await?;
             filemode::apply(&engine, &bindings, &opts).await
         }
-        Command::Run(args) => instance_profile_controller::controller::run(&cli.global, &args)
+        Command::Run(args) => instance_profile_controller::controller::run(&args)
             .await
             .map(|()| 0),
-        Command::Doctor(args) => {
-            // A bad --cluster-id or path prefix is a usage error (exit 1); from
-            // here on doctor reports its own failures, with exit 2.
-            let config = cli.global.engine_config_for_doctor()?;
-            Ok(instance_profile_controller::doctor::command(&cli.global, &config, &args).await)
-        }
+        // Doctor reports its own failures, a bad --cluster-id included, with exit 2.
+        Command::Doctor(args) => Ok(instance_profile_controller::doctor::command(&args).await),
     }
 }
 
 /// Reads and checks the files before anything touches AWS.
 async fn file_mode(
-    global: &GlobalArgs,
+    engine_args: &EngineArgs,
     args: &FileArgs,
     timeout: Option<std::time::Duration>,
 ) -> Result<(Engine, Vec<files::FileBinding>, FileModeOptions), instance_profile_controller::Error>
 {
     use instance_profile_controller::Error;
-    let config = global.engine_config()?;
+    let config = engine_args.engine_config()?;
     let loaded = files::load_all(&args.files).map_err(|errors| Error::Input(errors.join("\n")))?;
     let policies = if loaded.policies.is_empty() {
         eprintln!(
@@ -119,7 +126,7 @@ async fn file_mode(
             "--prune: the files hold no InstanceProfileBinding, so pruning would delete every instance profile this cluster id owns; refusing. Pass --prune-all if that is what you want".into(),
         ));
     }
-    let aws = global.connect(Arc::new(Metrics::new())).await;
+    let aws = engine_args.connect(Arc::new(Metrics::new())).await;
     aws.check_credentials().await.map_err(|e| {
         Error::Config(format!("no AWS credentials: {e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or run where IRSA/Pod Identity/an instance role provides them"))
     })?;
@@ -128,7 +135,7 @@ async fn file_mode(
         prune: args.prune || args.prune_all,
         timeout: timeout.unwrap_or_default(),
         output: args.output,
-        concurrency: usize::from(global.concurrency),
+        concurrency: usize::from(engine_args.concurrency),
         verbose: args.verbose,
         policies,
     };

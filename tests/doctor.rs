@@ -133,7 +133,7 @@ async fn healthy_world_passes_every_check_and_doctor_only_reads() {
         text(&findings(&report, "profile")[0]["summary"]).contains("belongs to binding team-a/web"),
         "{report:#}"
     );
-    let (run, report) = doctor(&aws, &["--profile", &name]);
+    let (run, report) = doctor(&aws, &["--instance-profile", &name]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
         text(&findings(&report, "association")[0]["evidence"]["instance"]),
@@ -382,7 +382,7 @@ async fn missing_profile_and_long_chained_session_are_problems() {
     let aws = Aws::start().await;
     let (_inst, _dir, file) = applied_world(&aws).await;
 
-    let (run, report) = doctor(&aws, &["--profile", "no-such-profile"]);
+    let (run, report) = doctor(&aws, &["--instance-profile", "no-such-profile"]);
     assert_eq!(run.code, 1, "{run:?}");
     let p = problem(&report, "profile");
     assert_eq!(p["evidence"]["awsError"], "NoSuchEntity");
@@ -532,21 +532,49 @@ async fn doctor_says_when_it_cannot_run() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("holds 2 bindings"), "{run:?}");
 
-    // Usage errors exit 1, like the rest of the CLI, before any AWS call.
+    // Usage errors exit 2 ("doctor could not run"; 1 means a check found a
+    // problem), before any AWS call.
     for args in [
         vec!["doctor"],
         vec![
             "doctor",
             "--instance",
             "i-0123456789abcdef0",
-            "--profile",
+            "--instance-profile",
             "x",
         ],
         vec!["doctor", "--instance", "i-nothex"],
         vec!["doctor", "--binding", "no-slash"],
     ] {
         let run = cli(&aws.endpoint(), &args);
-        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
     }
     assert!(aws.calls().is_empty(), "{:?}", aws.calls());
+}
+
+/// `--profile`, the old name of `--instance-profile`, still works for one
+/// release, hidden: AWS users read `--profile` as a credentials profile.
+#[tokio::test]
+async fn the_old_profile_flag_still_works_but_is_not_shown() {
+    require_moto!();
+    let aws = Aws::start().await;
+    let (old, old_report) = doctor(&aws, &["--profile", "no-such-profile"]);
+    let (new, new_report) = doctor(&aws, &["--instance-profile", "no-such-profile"]);
+    assert_eq!(old.code, 1, "{old:?}");
+    assert_eq!(new.code, 1, "{new:?}");
+    assert_eq!(
+        problem(&old_report, "profile")["evidence"]["awsError"],
+        "NoSuchEntity"
+    );
+    assert_eq!(old_report["findings"], new_report["findings"]);
+
+    let help = cli(&aws.endpoint(), &["doctor", "--help"]);
+    assert_eq!(help.code, 0, "{help:?}");
+    assert!(
+        help.stdout.contains("--instance-profile <NAME>"),
+        "{help:?}"
+    );
+    assert!(!help.stdout.contains("--profile "), "{help:?}");
+    assert!(!help.stdout.contains("--profile,"), "{help:?}");
+    assert!(!help.stdout.contains("[aliases"), "{help:?}");
 }

@@ -10,6 +10,7 @@ mod invariants;
 mod admission_agreement;
 mod argocd_health;
 mod chart;
+mod cli;
 mod cluster;
 mod controller;
 mod decide_props;

@@ -412,17 +412,25 @@ proptest! {
         if let Ok(cli) = Cli::try_parse_from(argv.clone()) {
             // Flags that passed clap are checked again when the engine starts:
             // a clear error naming the flag, never a panic.
-            match cli.global.engine_config() {
-                Ok(config) => {
+            let config = match &cli.command {
+                Sub::Run(a) => Some(a.engine.engine_config()),
+                Sub::Plan(a) => Some(a.engine.engine_config()),
+                Sub::Apply(a) => Some(a.engine.engine_config()),
+                Sub::Doctor(a) => Some(a.engine_config()),
+                Sub::Crd => None,
+            };
+            match config {
+                Some(Ok(config)) => {
                     prop_assert!(config.path_prefix.starts_with('/') && config.path_prefix.ends_with('/'));
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     let msg = e.to_string();
                     prop_assert!(
                         msg.starts_with("--cluster-id:") || msg.starts_with("--profile-path-prefix:"),
                         "{msg}"
                     );
                 }
+                None => {}
             }
             if let Sub::Apply(a) = &cli.command {
                 prop_assert!(!a.file.files.is_empty());
@@ -444,14 +452,15 @@ proptest! {
 fn arb_arg() -> impl Strategy<Value = OsString> {
     prop_oneof![
         4 => prop::sample::select(vec![
-            "plan", "apply", "crd", "run", "-f", "--filename", "--prune", "-o", "--output",
+            "plan", "apply", "crd", "run", "doctor", "-f", "--filename", "--prune", "-o", "--output",
             "json", "text", "yaml", "-v", "--timeout", "5m", "-1s", "--cluster-id",
             "--profile-path-prefix", "--concurrency", "0", "257", "65536", "--region",
             "--rate-limit-iam-read", "0:0", "-1:5", "nan:inf", "1e999", "--role-cache-ttl",
             "--log-format", "--log-level", "--namespace", "--metrics-addr", "::1:99999",
             "--resync-interval", "--lease-duration", "--no-leader-election", "--help",
             "--version", "-", "--", "=", "--cluster-id=a/b", "--profile-path-prefix=//",
-            "--timeout=99999999999999h", "--concurrency=-3", "-fo",
+            "--timeout=99999999999999h", "--concurrency=-3", "-fo", "-n", "--kubeconfig",
+            "--context", "--instance-profile", "--profile",
         ])
         .prop_map(OsString::from),
         2 => nasty_string().prop_map(OsString::from),
