@@ -168,6 +168,41 @@ impl RateLimitArgs {
     }
 }
 
+/// A cross-account session length (`--assume-role-duration-seconds`): whole
+/// seconds, optionally with an `s`, within STS's limits for a chained
+/// session. The one rule `run`, `plan`, `apply` and `doctor` share.
+///
+/// # Errors
+/// Why the value is refused: not a number, or outside 900..=3600.
+pub fn session_seconds(raw: &str) -> Result<u32, SessionError> {
+    use crate::aws::assume::{MAX_CHAINED_SESSION_SECONDS, MIN_SESSION_SECONDS};
+    let s: u32 = raw
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| SessionError::NotSeconds)?;
+    if s > MAX_CHAINED_SESSION_SECONDS {
+        return Err(SessionError::OverChainLimit(s));
+    }
+    if s < MIN_SESSION_SECONDS {
+        return Err(SessionError::BelowMinimum(s));
+    }
+    Ok(s)
+}
+
+/// Why [`session_seconds`] refused a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("not a number of seconds")]
+    NotSeconds,
+    #[error(
+        "{0} is over 3600; assuming a role from IRSA or Pod Identity credentials is role chaining, and STS rejects chained sessions longer than one hour"
+    )]
+    OverChainLimit(u32),
+    #[error("{0} is below STS's minimum of 900")]
+    BelowMinimum(u32),
+}
+
 /// The flags of the subcommands that reconcile: `run`, `plan`, `apply`.
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
@@ -214,26 +249,12 @@ impl EngineArgs {
     /// # Errors
     /// A value that is not a number of seconds within 900..=3600.
     pub fn assume_role_seconds(&self) -> Result<u32, crate::Error> {
-        use crate::aws::assume::{MAX_CHAINED_SESSION_SECONDS, MIN_SESSION_SECONDS};
         let raw = self.assume_role_duration_seconds.trim();
-        let bad = |why: String| {
+        session_seconds(raw).map_err(|why| {
             crate::Error::Config(format!(
                 "--assume-role-duration-seconds (IPB_ASSUME_ROLE_DURATION_SECONDS) {raw:?}: {why}"
             ))
-        };
-        let s: u32 = raw
-            .trim_end_matches('s')
-            .parse()
-            .map_err(|_| bad("not a number of seconds".into()))?;
-        if s > MAX_CHAINED_SESSION_SECONDS {
-            return Err(bad(format!(
-                "over {MAX_CHAINED_SESSION_SECONDS}; assuming a role from IRSA or Pod Identity credentials is role chaining, and STS rejects chained sessions longer than one hour"
-            )));
-        }
-        if s < MIN_SESSION_SECONDS {
-            return Err(bad(format!("below STS's minimum of {MIN_SESSION_SECONDS}")));
-        }
-        Ok(s)
+        })
     }
 
     /// AWS clients from the SDK's default chain and these flags.
@@ -572,6 +593,11 @@ pub struct DoctorArgs {
     /// Print AWS calls per action on standard error.
     #[arg(short, long)]
     pub verbose: bool,
+    /// The cross-account session length the controller is configured with
+    /// (run's --assume-role-duration-seconds), judged by check 7 with the
+    /// controller's own rule. Unset: no chained session is configured.
+    #[arg(long, env = "IPB_ASSUME_ROLE_DURATION_SECONDS", help_heading = "AWS")]
+    pub assume_role_duration_seconds: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
     #[command(flatten)]
@@ -584,9 +610,9 @@ pub struct DoctorArgs {
 
 impl DoctorArgs {
     /// The settings doctor reads: the cluster id and path prefix, checked.
-    /// The other fields are the defaults; doctor does not use them (it reads
-    /// the session length the controller uses from
-    /// `IPB_ASSUME_ROLE_DURATION_SECONDS` itself, as one of its checks).
+    /// The other fields are the defaults; doctor does not use them (it
+    /// judges `--assume-role-duration-seconds` as one of its checks instead
+    /// of refusing to run).
     ///
     /// # Errors
     /// A bad cluster id or path prefix, naming the flag.

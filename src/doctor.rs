@@ -458,7 +458,7 @@ async fn diagnose(args: &DoctorArgs) -> Result<Report, CouldNotRun> {
             "{e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or run where IRSA/Pod Identity/an instance role provides them"
         ))
     })?;
-    let session_duration = std::env::var(SESSION_DURATION_ENV).ok();
+    let session_duration = args.assume_role_duration_seconds.clone();
     let facts = gather(
         &aws,
         config,
@@ -1897,13 +1897,14 @@ pub fn check_session_duration(value: Option<&str>) -> Finding {
     let fix = format!(
         "set {SESSION_DURATION_ENV} to between {MIN_SESSION_SECONDS} and {MAX_CHAINED_SESSION_SECONDS} seconds"
     );
-    let f = match raw.trim().parse::<u64>() {
-        Err(_) => Finding::problem(
+    // The controller's own rule (`run` refuses to start on what it refuses).
+    let f = match crate::cli::session_seconds(raw) {
+        Err(crate::cli::SessionError::NotSeconds) => Finding::problem(
             Check::SessionDuration,
             format!("{SESSION_DURATION_ENV}={raw:?} is not a number of seconds"),
             fix,
         ),
-        Ok(s) if s > MAX_CHAINED_SESSION_SECONDS => Finding::problem(
+        Err(crate::cli::SessionError::OverChainLimit(s)) => Finding::problem(
             Check::SessionDuration,
             format!(
                 "a chained role session asks for {s} s; role chaining caps sessions at {MAX_CHAINED_SESSION_SECONDS} s and STS rejects more (ValidationError: DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining)"
@@ -1911,7 +1912,7 @@ pub fn check_session_duration(value: Option<&str>) -> Finding {
             fix,
         )
         .with("awsError", "ValidationError"),
-        Ok(s) if s < MIN_SESSION_SECONDS => Finding::problem(
+        Err(crate::cli::SessionError::BelowMinimum(s)) => Finding::problem(
             Check::SessionDuration,
             format!("a role session of {s} s is below STS's minimum of {MIN_SESSION_SECONDS} s"),
             fix,
@@ -2564,7 +2565,17 @@ mod tests {
     fn session_duration_is_capped_at_an_hour() {
         assert_eq!(check_session_duration(None).severity, Severity::Ok);
         assert_eq!(check_session_duration(Some("3600")).severity, Severity::Ok);
+        // What `run` accepts, doctor accepts: the one rule in cli::session_seconds.
+        for good in ["900s", "900", " 1800 "] {
+            assert_eq!(
+                check_session_duration(Some(good)).severity,
+                Severity::Ok,
+                "{good}"
+            );
+            assert!(crate::cli::session_seconds(good).is_ok(), "{good}");
+        }
         for bad in ["3601", "43200", "600", "1h"] {
+            assert!(crate::cli::session_seconds(bad).is_err(), "{bad}");
             let f = check_session_duration(Some(bad));
             assert_eq!(f.severity, Severity::Problem, "{bad}");
             assert!(

@@ -87,7 +87,8 @@ fn each_help_lists_only_the_flags_its_subcommand_uses() {
     assert!(run.contains("\nAWS rate limits:\n"), "{run}");
 
     // doctor reads one binding through the kubeconfig and calls AWS, but
-    // reconciles nothing: no engine tuning.
+    // reconciles nothing: no engine tuning, except the session length it
+    // judges (check 7).
     let doctor = help("doctor");
     let listed = flags(&doctor);
     for flag in [
@@ -95,7 +96,12 @@ fn each_help_lists_only_the_flags_its_subcommand_uses() {
         AWS,
         RATE_LIMITS,
         LOG,
-        &["--kubeconfig", "--context", "--instance-profile"],
+        &[
+            "--kubeconfig",
+            "--context",
+            "--instance-profile",
+            "--assume-role-duration-seconds",
+        ],
     ]
     .concat()
     {
@@ -104,7 +110,12 @@ fn each_help_lists_only_the_flags_its_subcommand_uses() {
             "doctor --help lacks {flag}:\n{doctor}"
         );
     }
-    for flag in [ENGINE, &["--profile", "--namespace"]].concat() {
+    let engine_only: Vec<&str> = ENGINE
+        .iter()
+        .copied()
+        .filter(|f| *f != "--assume-role-duration-seconds")
+        .collect();
+    for flag in [&engine_only[..], &["--profile", "--namespace"]].concat() {
         assert!(
             !listed.iter().any(|f| f == flag),
             "doctor --help lists {flag}:\n{doctor}"

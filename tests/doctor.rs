@@ -404,6 +404,33 @@ async fn missing_profile_and_long_chained_session_are_problems() {
         &[("IPB_ASSUME_ROLE_DURATION_SECONDS", "3600")],
     );
     assert_eq!(run.code, 0, "{run:?}");
+    // The flag, as run takes it: judged by the same rule (it used to be
+    // ignored, and doctor refused "900s", which run accepts).
+    let (run, report) = doctor(
+        &aws,
+        &[
+            "-f",
+            path_str(&file),
+            "--assume-role-duration-seconds",
+            "7200",
+        ],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        problem(&report, "session-duration")["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("7200"))
+    );
+    let (run, _) = doctor(
+        &aws,
+        &[
+            "-f",
+            path_str(&file),
+            "--assume-role-duration-seconds",
+            "900s",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
 }
 
 #[tokio::test]
