@@ -80,18 +80,14 @@ async fn denied_and_unreachable_aws_reach_the_binding_and_recover() {
     aws.fault_config(
         r#"{"scripted_faults": [{"kind": "access_denied", "action": "ListInstanceProfiles", "count": 100000}]}"#,
     );
-    let _run = common::run_controller(
-        &cluster.kubeconfig,
-        &aws,
-        &[
-            "--no-leader-election",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--resync-interval",
-            "2s",
-        ],
-        &[],
-    );
+    let args = [
+        "--no-leader-election",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--resync-interval",
+        "2s",
+    ];
+    let run = common::run_controller(&cluster.kubeconfig, &aws, &args, &[]);
     let client = cluster.client().await;
     let api: Api<InstanceProfileBinding> = Api::namespaced(client.clone(), "team-a");
     let web: InstanceProfileBinding = serde_json::from_value(serde_json::json!({
@@ -176,4 +172,25 @@ async fn denied_and_unreachable_aws_reach_the_binding_and_recover() {
     );
     aws.fault_config(r#"{"scripted_faults": []}"#);
     wait_for(&api, "Ready after AWS answers again", |s| s.is_ready()).await;
+
+    // A restart over the converged binding: its status (Ready for this
+    // generation and profile id) stands for the tag check, so the new process
+    // reads no profile's tags and writes nothing, through several resyncs.
+    drop(run);
+    aws.reset_calls();
+    let _run = common::run_controller(&cluster.kubeconfig, &aws, &args, &[]);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let calls: Vec<String> = aws.calls().into_iter().map(|c| c.0).collect();
+    assert!(
+        calls.iter().any(|c| c == "ListInstanceProfiles"),
+        "the new process never looked: {calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c == "GetInstanceProfile" || !common::is_read(c)),
+        "{calls:?}"
+    );
+    let b = api.get("web").await.expect("get");
+    assert!(b.status.as_ref().is_some_and(|s| s.is_ready()), "{b:?}");
 }

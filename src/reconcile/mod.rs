@@ -348,15 +348,31 @@ impl Engine {
 
     /// Whether `desired`'s profile (as observed) needs no tag read just to
     /// verify its tags: see [`Engine::remember_tags`].
-    fn tags_checked(&self, desired: &Desired, observed: &Observed) -> bool {
+    fn tags_checked(&self, b: &BindingInput, desired: &Desired, observed: &Observed) -> bool {
         let Some(profile) = &observed.profile else {
             return true;
         };
         if self.remember_tags {
-            return self
-                .checked_tags
-                .lock()
-                .is_ok_and(|m| m.get(&profile.id) == Some(&Self::tags_digest(desired)));
+            let digest = Self::tags_digest(desired);
+            let Ok(mut checked) = self.checked_tags.lock() else {
+                return false;
+            };
+            if checked.get(&profile.id) == Some(&digest) {
+                return true;
+            }
+            // Ready for this very generation and profile incarnation, as the
+            // status says: the tags were verified then (Ready needs it). So a
+            // restart over N converged bindings reads no profile's tags.
+            let verified_before = b.previous.as_ref().is_some_and(|s| {
+                s.is_ready()
+                    && s.observed_generation == b.generation
+                    && s.instance_profile.as_ref().and_then(|p| p.id.as_deref())
+                        == Some(profile.id.as_str())
+            });
+            if verified_before {
+                checked.insert(profile.id.clone(), digest);
+            }
+            return verified_before;
         }
         let only_ownership = desired.tags.keys().all(|k| {
             k.starts_with(naming::TAG_PREFIX)
@@ -518,7 +534,7 @@ impl Engine {
             Err(failure) => return stamp(self.failed(b, &observed, failure)),
         };
         let mut desired = self.desired(b, role);
-        desired.tags_checked = self.tags_checked(&desired, &observed);
+        desired.tags_checked = self.tags_checked(b, &desired, &observed);
         stamp(
             self.converge(aws, b, &desired, &mut observed, dry_run, Mode::Apply)
                 .await,
