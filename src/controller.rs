@@ -28,6 +28,7 @@ use crate::crd::{
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::naming::BindingKey;
+use crate::reconcile::Reason;
 use crate::reconcile::policy::PolicySet;
 use crate::reconcile::rivals::Rivals;
 use crate::reconcile::{Backoffs, BindingInput, Engine, Next, Outcome, Snapshot};
@@ -49,7 +50,7 @@ pub enum Error {
     /// Deletion is under way or blocked; the finalizer stays.
     #[error("cleanup not finished: {reason}: {message}")]
     CleanupPending {
-        reason: String,
+        reason: Reason,
         message: String,
         next: Next,
     },
@@ -62,7 +63,7 @@ impl Error {
         match self {
             Self::Kube(_) => "KubeError".into(),
             Self::Unnamed => "Unnamed".into(),
-            Self::CleanupPending { reason, .. } => reason.clone(),
+            Self::CleanupPending { reason, .. } => reason.to_string(),
         }
     }
 }
@@ -291,14 +292,14 @@ impl Context {
             .map(|c| (c.reason.clone(), c.message.clone()));
         let changed = previous
             .as_ref()
-            .is_none_or(|(r, m)| r != &outcome.reason || m != &outcome.message);
-        if !outcome.ready() && changed && outcome.reason != "Reconciling" {
-            let type_ = if outcome.reason == "PropagationPending" {
+            .is_none_or(|(r, m)| outcome.reason != r.as_str() || m != &outcome.message);
+        if !outcome.ready() && changed && outcome.reason != Reason::Reconciling {
+            let type_ = if outcome.reason == Reason::PropagationPending {
                 EventType::Normal
             } else {
                 EventType::Warning
             };
-            self.publish(b, type_, &outcome.reason, outcome.message.clone())
+            self.publish(b, type_, outcome.reason.as_str(), outcome.message.clone())
                 .await;
         }
     }
@@ -378,7 +379,8 @@ async fn apply(
     if b.status.as_ref() != Some(&outcome.status) {
         ctx.patch_status(&b, &outcome.status).await?;
     }
-    ctx.metrics.set_binding_reason(&key, Some(&outcome.reason));
+    ctx.metrics
+        .set_binding_reason(&key, Some(outcome.reason.as_str()));
     Ok(ctx.requeue(&key, outcome.next))
 }
 
@@ -415,7 +417,7 @@ async fn cleanup(
     }
     ctx.report_events(&b, &outcome).await;
     // A profile we cannot prove ours is never touched, and does not hold the binding.
-    if outcome.deleted || outcome.reason == "ForeignProfileExists" {
+    if outcome.deleted || outcome.reason == Reason::ForeignProfileExists {
         forget(ctx, &key);
         return Ok(Action::await_change());
     }

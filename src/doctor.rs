@@ -21,7 +21,7 @@ use crate::filemode::Output;
 use crate::metrics::Metrics;
 use crate::naming::{self, BindingKey};
 use crate::reconcile::role::{near_match, role_name};
-use crate::reconcile::{EngineConfig, selector_of};
+use crate::reconcile::{EngineConfig, Reason, selector_of};
 
 /// The controller's IAM policy, as shipped: check 6 simulates every action in it.
 const CONTROLLER_POLICY: &str = include_str!("../deploy/iam-policy.json");
@@ -1176,7 +1176,7 @@ fn profile_findings(facts: &Facts, subject: &Subject, p: &Profile) -> Vec<Findin
                     .with("tagClusterId", tag(naming::TAG_CLUSTER_ID))
                     .with("tagNamespace", tag(naming::TAG_NAMESPACE))
                     .with("tagName", tag(naming::TAG_NAME))
-                    .reason("ForeignProfileExists"),
+                    .reason(Reason::ForeignProfileExists.as_str()),
                 );
                 return out;
             }
@@ -1397,7 +1397,7 @@ pub fn check_role(facts: &Facts) -> Vec<Finding> {
             let mut f = Finding::problem(Check::Role, summary, fix)
                 .with("role", name)
                 .with("awsError", "NoSuchEntity")
-                .reason("RoleNotFound");
+                .reason(Reason::RoleNotFound.as_str());
             if let Some(near) = &rf.near {
                 f = f.with("nearMatch", near);
             }
@@ -1414,7 +1414,7 @@ pub fn check_role(facts: &Facts) -> Vec<Finding> {
             )
             .with("role", name)
             .with("roleArn", &role.arn)
-            .reason("RoleNotFound")
+            .reason(Reason::RoleNotFound.as_str())
         }
         Read::Got(Some(role)) => Finding::ok(Check::Role, format!("role {} exists", role.name))
             .with("role", &role.name)
@@ -1453,7 +1453,7 @@ pub fn check_trust_policy(facts: &Facts) -> Vec<Finding> {
                 role.name
             ),
         )
-        .reason("TrustPolicyMissingEc2")
+        .reason(Reason::TrustPolicyMissingEc2.as_str())
     };
     vec![f.with("role", &role.name).with("roleArn", &role.arn)]
 }
@@ -1557,7 +1557,7 @@ fn association_finding(facts: &Facts, inst: &InstanceFacts) -> Finding {
                 format!("instance {id} has no instance profile association"),
                 "the controller associates it at its next reconcile; if it does not, the binding's Ready condition says why (PropagationPending for up to minutes after a profile is created is normal)",
             )
-            .reason("PropagationPending"),
+            .reason(Reason::PropagationPending.as_str()),
             _ => Finding::warning(
                 Check::Association,
                 format!("instance {id} has no instance profile"),
@@ -1590,7 +1590,7 @@ fn association_finding(facts: &Facts, inst: &InstanceFacts) -> Finding {
                     a.id
                 ),
             )
-            .reason("Reconciling"),
+            .reason(Reason::Reconciling.as_str()),
         );
     }
     if let Read::Denied(e) = &facts.profile {
@@ -1615,7 +1615,7 @@ fn association_finding(facts: &Facts, inst: &InstanceFacts) -> Finding {
                 ),
                 "nothing to do unless it stays: then read the binding's Ready condition",
             )
-            .reason("Reconciling"),
+            .reason(Reason::Reconciling.as_str()),
             Relation::Unselected { remembered: false } => Finding::warning(
                 Check::Association,
                 format!(
@@ -1627,7 +1627,7 @@ fn association_finding(facts: &Facts, inst: &InstanceFacts) -> Finding {
                     a.id
                 ),
             )
-            .reason("DeletionBlocked"),
+            .reason(Reason::DeletionBlocked.as_str()),
             _ => Finding::ok(
                 Check::Association,
                 format!(
@@ -1691,7 +1691,7 @@ fn association_finding(facts: &Facts, inst: &InstanceFacts) -> Finding {
             ),
             "nothing to do unless it stays: then read the binding's Ready condition",
         )
-        .reason("Reconciling")
+        .reason(Reason::Reconciling.as_str())
     } else {
         Finding::problem(
             Check::Association,
@@ -1700,7 +1700,7 @@ fn association_finding(facts: &Facts, inst: &InstanceFacts) -> Finding {
             ),
             "set spec.replaceForeignAssociations: true, disassociate the other profile, or stop selecting the instance",
         )
-        .reason("ForeignAssociation")
+        .reason(Reason::ForeignAssociation.as_str())
     })
 }
 
@@ -1825,7 +1825,7 @@ fn denied_finding(principal: &str, d: &SimulatedDecision, sid: &str) -> Finding 
     .with("resource", &d.resource)
     .with("decision", &d.decision)
     .with("statement", sid)
-    .reason("AccessDenied");
+    .reason(Reason::AccessDenied.as_str());
     if !d.missing_context.is_empty() {
         f = f.with("missingContext", d.missing_context.join(","));
     }
@@ -1843,7 +1843,7 @@ fn fallback_findings(facts: &Facts, sid_of: &dyn Fn(&str) -> String) -> Vec<Find
     } = &facts.subject
         && let Some(status) = &view.status
         && let Some(c) = status.condition("Ready")
-        && c.reason == "AccessDenied"
+        && c.reason == Reason::AccessDenied.as_str()
     {
         out.push(
             Finding::problem(
@@ -1852,7 +1852,7 @@ fn fallback_findings(facts: &Facts, sid_of: &dyn Fn(&str) -> String) -> Vec<Find
                 "grant the action its message names as in deploy/iam-policy.json, and check permission boundaries, SCPs and iam:PassRole",
             )
             .with("conditionReason", "AccessDenied")
-            .reason("AccessDenied"),
+            .reason(Reason::AccessDenied.as_str()),
         );
     }
     let mut seen = BTreeSet::new();
@@ -1875,7 +1875,7 @@ fn fallback_findings(facts: &Facts, sid_of: &dyn Fn(&str) -> String) -> Vec<Find
             )
             .with("statement", sid)
             .aws_error(e)
-            .reason("AccessDenied"),
+            .reason(Reason::AccessDenied.as_str()),
         );
     }
     out

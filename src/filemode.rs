@@ -12,6 +12,7 @@ use crate::aws::assume::AssumeTarget;
 use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
 use crate::files::FileBinding;
 use crate::naming::{self, BindingKey};
+use crate::reconcile::Reason;
 use crate::reconcile::rivals::Rivals;
 use crate::reconcile::{ActionRecord, Backoffs, BindingInput, Engine, Next, Outcome, Snapshot};
 
@@ -762,13 +763,13 @@ fn unfinished(engine: &Engine, w: &Work, stop: Stop) -> Outcome {
         .find(|c| c.type_ == "Ready")
     {
         if let Stop::Signal(_) = stop {
-            c.reason = "Interrupted".into();
+            c.reason = Reason::Interrupted.as_str().into();
         }
         c.message.clone_from(&message);
     }
     out.reason = match stop {
-        Stop::Deadline => crate::aws::ErrorKind::Transient.reason().into(),
-        Stop::Signal(_) => "Interrupted".into(),
+        Stop::Deadline => Reason::AwsUnavailable,
+        Stop::Signal(_) => Reason::Interrupted,
     };
     out.message = message;
     out

@@ -33,24 +33,6 @@ pub enum ErrorKind {
     Other,
 }
 
-impl ErrorKind {
-    /// The condition/event/metric reason for this kind.
-    #[must_use]
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::AccessDenied => "AccessDenied",
-            Self::Throttled => "Throttled",
-            Self::PropagationPending | Self::NotFound => "PropagationPending",
-            Self::QuotaExceeded => "QuotaExceeded",
-            Self::AlreadyExists => "ForeignProfileExists",
-            Self::RoleSlotTaken | Self::DeleteConflict | Self::IncorrectState => "StateChanged",
-            Self::InstanceGone => "InstanceNotFound",
-            Self::Transient => "AwsUnavailable",
-            Self::Other => "AwsError",
-        }
-    }
-}
-
 /// An AWS call that failed, classified.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{service}:{action} failed: {code}: {message}")]
@@ -491,13 +473,5 @@ mod tests {
             (e.code.as_str(), e.message.as_str()),
             ("ServiceUnavailable", "busy")
         );
-    }
-
-    #[test]
-    fn reasons_are_catalogue_names() {
-        assert_eq!(ErrorKind::AccessDenied.reason(), "AccessDenied");
-        assert_eq!(ErrorKind::Throttled.reason(), "Throttled");
-        assert_eq!(ErrorKind::PropagationPending.reason(), "PropagationPending");
-        assert_eq!(ErrorKind::QuotaExceeded.reason(), "QuotaExceeded");
     }
 }

@@ -10,6 +10,7 @@ pub mod observe;
 pub mod policy;
 pub mod profile;
 pub mod propagation;
+pub mod reason;
 pub mod rivals;
 pub mod role;
 pub mod status;
@@ -30,6 +31,7 @@ pub use act::ActionRecord;
 use act::Stop;
 pub use decide::{Action, Decision, Desired, Problem};
 pub use observe::{Observed, Selector, Snapshot};
+pub use reason::Reason;
 
 /// Why a binding is not Ready, beyond what decide reports.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -49,33 +51,19 @@ pub enum Failure {
 impl Failure {
     /// The condition/event/metric reason.
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::RoleNotFound { .. } => "RoleNotFound",
-            Self::TrustPolicyMissingEc2 { .. } => "TrustPolicyMissingEc2",
-            Self::PolicyDenied { .. } => "PolicyDenied",
-            Self::Aws(e) => e.kind.reason(),
+            Self::RoleNotFound { .. } => Reason::RoleNotFound,
+            Self::TrustPolicyMissingEc2 { .. } => Reason::TrustPolicyMissingEc2,
+            Self::PolicyDenied { .. } => Reason::PolicyDenied,
+            Self::Aws(e) => Reason::of_aws(e.kind),
         }
     }
 
-    /// A person has to act before retrying can help.
+    /// A person has to act before retrying can help (the reason's table).
     #[must_use]
     pub fn needs_user(&self) -> bool {
-        match self {
-            Self::RoleNotFound { .. }
-            | Self::TrustPolicyMissingEc2 { .. }
-            | Self::PolicyDenied { .. } => true,
-            // AlreadyExists: the name is taken by a profile whose tags do not
-            // prove it ours, which only a person can resolve (as ForeignProfileExists
-            // found by observe: one reason, one answer).
-            Self::Aws(e) => matches!(
-                e.kind,
-                ErrorKind::AccessDenied
-                    | ErrorKind::QuotaExceeded
-                    | ErrorKind::Other
-                    | ErrorKind::AlreadyExists
-            ),
-        }
+        self.reason().needs_person()
     }
 
     /// A user-facing message; AWS messages name the action and resource.
@@ -145,7 +133,7 @@ pub struct Outcome {
     pub actions: Vec<ActionRecord>,
     pub next: Next,
     /// The Ready reason.
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
     /// A person must act: `apply` stops waiting for this binding.
     pub needs_user: bool,

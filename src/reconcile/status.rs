@@ -1,6 +1,6 @@
 //! *Report*: the status, conditions and requeue policy of one reconcile.
 
-use crate::aws::{AssociationState, ErrorKind};
+use crate::aws::AssociationState;
 use crate::crd::{
     Condition, InstanceProfileBindingStatus, InstanceStatus, ProfileStatus, RECONCILING,
     RoleStatus, STALLED,
@@ -8,7 +8,7 @@ use crate::crd::{
 
 use super::decide::{Decision, Desired, Problem};
 use super::observe::Observed;
-use super::{ActionRecord, BackoffClass, BindingInput, Failure, Next, Outcome};
+use super::{ActionRecord, BackoffClass, BindingInput, Failure, Next, Outcome, Reason};
 
 /// RFC 3339 in UTC, second precision (the `metav1.Time` format).
 #[must_use]
@@ -20,7 +20,7 @@ pub fn now_rfc3339() -> String {
 
 struct Verdict {
     ready: bool,
-    reason: String,
+    reason: Reason,
     message: String,
     needs_user: bool,
     next: Next,
@@ -34,29 +34,19 @@ fn verdict(
     deleted: bool,
 ) -> Verdict {
     if let Some(f) = failure {
-        let class = match f {
-            Failure::Aws(e) => match e.kind {
-                ErrorKind::PropagationPending | ErrorKind::NotFound => BackoffClass::Propagation,
-                ErrorKind::AccessDenied
-                | ErrorKind::QuotaExceeded
-                | ErrorKind::Other
-                | ErrorKind::AlreadyExists => BackoffClass::Slow,
-                _ => BackoffClass::Transient,
-            },
-            _ => BackoffClass::Slow,
-        };
+        let reason = f.reason();
         return Verdict {
             ready: false,
-            reason: f.reason().into(),
+            reason,
             message: f.message(),
-            needs_user: f.needs_user(),
-            next: Next::Backoff(class),
+            needs_user: reason.needs_person(),
+            next: Next::Backoff(reason.backoff()),
         };
     }
     if let Some(p) = decision.problems.first() {
         let (reason, message) = match p {
             Problem::ForeignProfile { name } => (
-                "ForeignProfileExists",
+                Reason::ForeignProfileExists,
                 format!(
                     "an instance profile named {name} exists and its tags do not prove this binding owns it; it is left untouched: delete or rename it, or change the cluster id"
                 ),
@@ -65,14 +55,14 @@ fn verdict(
                 instance_id,
                 profile_arn,
             } => (
-                "ForeignAssociation",
+                Reason::ForeignAssociation,
                 format!(
                     "instance {instance_id} is associated with instance profile {profile_arn}, which this binding does not own; set replaceForeignAssociations: true to replace it{}",
                     more(decision.problems.len())
                 ),
             ),
             Problem::DeletionBlocked { instance_ids } => (
-                "DeletionBlocked",
+                Reason::DeletionBlocked,
                 format!(
                     "instance profile still used by instances this binding does not manage: {}; disassociate them to let deletion finish",
                     instance_ids.join(", ")
@@ -81,16 +71,16 @@ fn verdict(
         };
         return Verdict {
             ready: false,
-            reason: reason.into(),
+            reason,
             message,
-            needs_user: true,
-            next: Next::Backoff(BackoffClass::Slow),
+            needs_user: reason.needs_person(),
+            next: Next::Backoff(reason.backoff()),
         };
     }
     if !decision.waiting.is_empty() {
         return Verdict {
             ready: false,
-            reason: "Reconciling".into(),
+            reason: Reason::Reconciling,
             message: format!(
                 "waiting for association changes on {}",
                 decision.waiting.join(", ")
@@ -107,7 +97,7 @@ fn verdict(
             .collect();
         return Verdict {
             ready: false,
-            reason: "PolicyDenied".into(),
+            reason: Reason::PolicyDenied,
             message: format!(
                 "instances refused by policy and left untouched: {} ({}); the others are reconciled",
                 ids.join(", "),
@@ -130,7 +120,7 @@ fn verdict(
         let names: Vec<String> = others.iter().map(ToString::to_string).collect();
         return Verdict {
             ready: false,
-            reason: "Conflict".into(),
+            reason: Reason::Conflict,
             message: format!(
                 "instances also selected by other bindings are left as they are: {} ({} also selected by {}); an instance holds one instance profile: select each instance in one binding",
                 ids.join(", "),
@@ -144,7 +134,7 @@ fn verdict(
     if deleted {
         return Verdict {
             ready: false,
-            reason: "Deleted".into(),
+            reason: Reason::Deleted,
             message: "AWS resources cleaned up".into(),
             needs_user: false,
             next: Next::Resync,
@@ -152,7 +142,7 @@ fn verdict(
     }
     Verdict {
         ready: true,
-        reason: "Reconciled".into(),
+        reason: Reason::Reconciled,
         message: "instance profile, role and associations match the spec".into(),
         needs_user: false,
         next: if records.is_empty() {
@@ -255,7 +245,7 @@ pub(crate) fn outcome(
             .iter()
             .any(|p| matches!(p, Problem::ForeignProfile { .. }));
     let previous = b.previous.as_ref();
-    let cond = |type_: &str, ok: bool, reason_ok: &str, reason_bad: &str, message: String| {
+    let cond = |type_: &str, ok: bool, reason_ok: Reason, reason_bad: Reason, message: String| {
         condition(
             previous,
             b.generation,
@@ -265,20 +255,14 @@ pub(crate) fn outcome(
             message,
         )
     };
-    let bad_reason = |fallback: &'static str| {
-        if v.ready {
-            fallback.to_string()
-        } else {
-            v.reason.clone()
-        }
-    };
+    let bad_reason = |fallback: Reason| if v.ready { fallback } else { v.reason };
     let mut conditions = vec![
-        cond("Ready", v.ready, &v.reason, &v.reason, v.message.clone()),
+        cond("Ready", v.ready, v.reason, v.reason, v.message.clone()),
         cond(
             "ProfileReady",
             profile_ok,
-            "ProfileReady",
-            &bad_reason("ProfileMissing"),
+            Reason::ProfileReady,
+            bad_reason(Reason::ProfileMissing),
             profile.map_or_else(
                 || {
                     format!(
@@ -292,15 +276,15 @@ pub(crate) fn outcome(
         cond(
             "RoleAttached",
             role_attached,
-            "RoleAttached",
-            &bad_reason("RoleMissing"),
+            Reason::RoleAttached,
+            bad_reason(Reason::RoleMissing),
             format!("role {}", desired.role.name),
         ),
         cond(
             "Associated",
             associated == instances.len(),
-            "Associated",
-            &bad_reason("AssociationPending"),
+            Reason::Associated,
+            bad_reason(Reason::AssociationPending),
             format!(
                 "{associated}/{} selected instances associated",
                 instances.len()
@@ -317,7 +301,7 @@ pub(crate) fn outcome(
             b.generation,
             type_,
             true,
-            &v.reason,
+            v.reason,
             v.message.clone(),
         ));
     }
@@ -363,7 +347,7 @@ fn condition(
     generation: Option<i64>,
     type_: &str,
     ok: bool,
-    reason: &str,
+    reason: Reason,
     message: String,
 ) -> Condition {
     let status = if ok { "True" } else { "False" };
@@ -374,7 +358,7 @@ fn condition(
     Condition {
         type_: type_.into(),
         status: status.into(),
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         message,
         last_transition_time,
         observed_generation: generation,
@@ -384,7 +368,7 @@ fn condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::{AssociationState, RunState};
+    use crate::aws::{AssociationState, ErrorKind, RunState};
     use crate::crd::{InstanceProfileBindingSpec, InstanceSelector};
     use crate::reconcile::decide::tests::{assoc, desired, profile, selected};
 
