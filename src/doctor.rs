@@ -1,4 +1,4 @@
-//! `doctor` (SPEC §7): AWS's troubleshooting checklist for one binding,
+//! `doctor` (docs/design.md §7): AWS's troubleshooting checklist for one binding,
 //! instance or instance profile. [`gather`] reads everything up front, with
 //! read-only calls only, into [`Facts`]; each check is a pure function from
 //! facts to [`Finding`]s; the report renders as text or JSON. Exit 0 when no

@@ -5,7 +5,7 @@
 //! run the first action, decide again, within the same step budget — except
 //! that after every action it re-derives `Observed` from the fake world
 //! (`Snapshot::from_parts` + `Observed::from_snapshot`) instead of folding the
-//! response in. That is the "crash after any step" reading of SPEC §3: every
+//! response in. That is the "crash after any step" reading of docs/design.md §3: every
 //! decision must be right on what a fresh look at AWS shows. AWS semantics the
 //! model keeps: one role per profile (`LimitExceeded`), `DeleteConflict` while
 //! a role is attached, one live association per instance (`IncorrectState`),
@@ -1102,7 +1102,7 @@ fn check_cleaned(world: &World, selector: &Selector, decision: &Decision) -> Res
     match world.ours() {
         Some(p) if !World::owned(p) => Ok(()),
         Some(p) => {
-            // Users by ARN, as SPEC §3 step 9 counts them: a stranger on a
+            // Users by ARN, as docs/design.md §3 step 9 counts them: a stranger on a
             // dead incarnation of our name blocks deletion too.
             let _ = p;
             let users: Vec<&String> = world

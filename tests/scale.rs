@@ -1,8 +1,8 @@
-//! The call budgets of SPEC §3 "Observation at scale" at N = 100 bindings ×
+//! The call budgets of docs/design.md §6 at N = 100 bindings ×
 //! 2 instances (issue #9), through the binary against moto behind the fault
 //! proxy. Not timed (rate limits are raised so moto sets the pace); a
 //! regression to per-binding reads or writes fails here. The figures at other
-//! sizes come from `cargo bench --bench scale` (docs/performance.md).
+//! sizes come from `cargo bench --bench scale` (README, "Performance").
 
 use crate::common;
 

@@ -1,4 +1,4 @@
-//! Cross-account credentials (SPEC §3, policy `spec.account`): STS AssumeRole
+//! Cross-account credentials (docs/design.md §3, a policy's `spec.account`): STS AssumeRole
 //! from the controller's own credentials, cached and refreshed before expiry.
 //!
 //! The controller's own credentials usually come from IRSA or EKS Pod Identity,

@@ -1,4 +1,4 @@
-//! One classification of AWS errors: the failure catalogue of SPEC §5.
+//! One classification of AWS errors: the failure catalogue of docs/design.md §5.
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -51,7 +51,7 @@ impl AwsError {
     }
 }
 
-/// The table of SPEC §5: (service, action, error code, message, HTTP status) → kind.
+/// The table of docs/design.md §5: (service, action, error code, message, HTTP status) → kind.
 #[must_use]
 pub fn classify(action: &str, code: &str, message: &str, status: Option<u16>) -> ErrorKind {
     let associating = matches!(
@@ -240,7 +240,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    /// One row per line of SPEC §5.
+    /// One row per failure the catalogue (docs/design.md §5) knows.
     #[test]
     fn failure_catalogue() {
         let rows: &[(&str, &str, &str, Option<u16>, ErrorKind)] = &[

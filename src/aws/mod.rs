@@ -1,6 +1,6 @@
 //! The only code that talks to AWS. Every call goes through [`Aws::call`], which
 //! applies the client-side rate limit of its family, classifies errors
-//! (SPEC §5) and counts the call.
+//! (docs/design.md §5) and counts the call.
 
 pub mod assume;
 pub mod doctor;

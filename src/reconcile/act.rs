@@ -314,7 +314,7 @@ pub(crate) async fn execute(
                 .iter_mut()
                 .filter(|a| &a.instance_id == instance_id)
             {
-                // Deletion waits for it to be gone (SPEC §3 step 9); apply
+                // Deletion waits for it to be gone (docs/design.md §3 step 9); apply
                 // only needs to know it is on its way out.
                 a.state = next;
             }

@@ -1,4 +1,4 @@
-//! Associations per selected instance (SPEC §3 step 6), keyed on the profile
+//! Associations per selected instance (docs/design.md §3 step 6), keyed on the profile
 //! **id**: a profile deleted and recreated under the same name has a new id,
 //! and instances still holding the old one have no working credentials.
 

@@ -1,4 +1,4 @@
-//! Deletion (SPEC §3 step 9): disassociate ours and wait, refuse while an
+//! Deletion (docs/design.md §3 step 9): disassociate ours and wait, refuse while an
 //! instance we do not manage uses the profile, remove every role, delete.
 
 use crate::aws::{Association, AssociationState};

@@ -454,7 +454,7 @@ pub(crate) mod tests {
     #[test]
     fn mutation_on_a_listed_profile_reads_its_tags_first() {
         let d = desired();
-        // role removed out of band (SPEC §5 "no roles attached")
+        // role removed out of band (docs/design.md §5: "no roles attached")
         let o = Observed {
             profile: Some(profile(&d, &[], None)),
             ..Observed::default()

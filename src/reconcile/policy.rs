@@ -1,4 +1,4 @@
-//! The policy gate (SPEC §3 step 2, §6): before any role lookup or AWS
+//! The policy gate (docs/design.md §3 step 2): before any role lookup or AWS
 //! mutation, the `InstanceProfilePolicy` objects covering a binding's
 //! namespace must allow its role, its foreign replacement and each instance.
 

@@ -1,4 +1,4 @@
-//! The profile's one role: remove any other, add ours (SPEC §3 step 5).
+//! The profile's one role: remove any other, add ours (docs/design.md §3 step 5).
 
 use crate::aws::Profile;
 

@@ -1,4 +1,4 @@
-//! The role (SPEC §3 step 3): resolve a name or ARN, say which near match
+//! The role (docs/design.md §3 step 3): resolve a name or ARN, say which near match
 //! exists when it does not, and refuse a role EC2 cannot assume.
 
 use crate::aws::{Aws, AwsError, RoleCache, RoleInfo};
