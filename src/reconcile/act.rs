@@ -4,7 +4,7 @@
 use crate::aws::{Association, AssociationState, Aws, AwsError, ErrorKind, Profile, RoleRef};
 use crate::naming;
 
-use super::decide::{Action, Desired};
+use super::model::{Action, Desired};
 use super::observe::Observed;
 
 /// What the act step did, for events, plan output and logs.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use crate::aws::AssociationState;
 use crate::naming::InstanceMemory;
 
-use super::decide::{Action, Desired, Problem};
+use super::model::{Action, Desired, Problem};
 use super::observe::Observed;
 
 #[derive(Default)]

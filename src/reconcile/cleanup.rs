@@ -4,7 +4,8 @@
 use crate::aws::{Association, AssociationState};
 use crate::naming;
 
-use super::decide::{Action, Decision, Desired, Problem, memory_of};
+use super::memory::memory_of;
+use super::model::{Action, Decision, Desired, Problem};
 use super::observe::Observed;
 
 /// Decide the next deletion step. `desired.role` is not used: deletion works

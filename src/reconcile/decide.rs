@@ -2,149 +2,15 @@
 //! next actions. The act step runs the first action, folds its result into the
 //! observed state and asks again, so every decision is made on what is known.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use crate::aws::RoleInfo;
-use crate::naming::{self, BindingKey, InstanceMemory};
+use crate::naming::{self, InstanceMemory};
 
 use super::associations::association_actions;
+use super::memory::{grown_memory, memory_of, shrunk_memory};
+pub use super::model::{Action, Decision, Desired, Problem};
 use super::observe::Observed;
 use super::profile::role_actions;
-
-/// What a binding wants, resolved (role looked up, names computed).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Desired {
-    pub key: BindingKey,
-    pub cluster_id: String,
-    pub profile_name: String,
-    pub path: String,
-    /// Ownership and user tags for the profile (the instance memory is added on create).
-    pub tags: BTreeMap<String, String>,
-    pub role: RoleInfo,
-    pub replace_foreign: bool,
-    /// The profile's tags are known to match `tags` (the controller read
-    /// them earlier, or nothing needs checking): no read just to verify.
-    pub tags_checked: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Read the profile's tags and roles (ownership proof, instance memory).
-    ReadProfile,
-    CreateProfile {
-        memory: BTreeSet<String>,
-    },
-    /// Bring the profile's tags to the desired ones: remove `remove` (first,
-    /// so the 50-tag limit holds), then write `set`.
-    WriteTags {
-        set: BTreeMap<String, String>,
-        remove: Vec<String>,
-    },
-    /// Write the instance memory tags; `partial` when it could not hold
-    /// every instance the binding associated.
-    RecordInstances {
-        ids: BTreeSet<String>,
-        partial: bool,
-    },
-    RemoveRole {
-        role: String,
-    },
-    AddRole,
-    Associate {
-        instance_id: String,
-    },
-    Replace {
-        instance_id: String,
-        association_id: String,
-        foreign: bool,
-    },
-    Disassociate {
-        instance_id: String,
-        association_id: String,
-    },
-    DeleteProfile,
-}
-
-impl Desired {
-    /// Whether an association's profile ARN is this binding's profile (any
-    /// incarnation): our path and our name. The name alone is not proof: a
-    /// foreign profile elsewhere may bear it.
-    #[must_use]
-    pub fn is_our_profile_arn(&self, arn: &str) -> bool {
-        arn.ends_with(&format!(
-            "instance-profile{}{}",
-            self.path, self.profile_name
-        ))
-    }
-
-    /// How many tag keys the instance memory may use on this profile.
-    #[must_use]
-    pub fn memory_slots(&self) -> usize {
-        naming::memory_slots(self.tags.len())
-    }
-}
-
-impl Action {
-    #[must_use]
-    pub fn is_mutating(&self) -> bool {
-        !matches!(self, Self::ReadProfile)
-    }
-}
-
-/// Something only a person (or time) can fix; reported, never acted around.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
-    /// A profile with our name exists and its tags do not prove it ours.
-    ForeignProfile { name: String },
-    /// A selected instance holds another profile and replacing it is not allowed.
-    ForeignAssociation {
-        instance_id: String,
-        profile_arn: String,
-    },
-    /// Instances we do not manage still use the profile.
-    DeletionBlocked { instance_ids: Vec<String> },
-}
-
-/// The outcome of one decision.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Decision {
-    pub actions: Vec<Action>,
-    /// Instances whose association is in transition: look again soon.
-    pub waiting: Vec<String>,
-    pub problems: Vec<Problem>,
-}
-
-impl Decision {
-    fn one(action: Action) -> Self {
-        Self {
-            actions: vec![action],
-            ..Self::default()
-        }
-    }
-
-    fn problem(problem: Problem) -> Self {
-        Self {
-            problems: vec![problem],
-            ..Self::default()
-        }
-    }
-
-    /// Nothing to do, nothing to wait for, nothing wrong.
-    #[must_use]
-    pub fn converged(&self) -> bool {
-        self.actions.is_empty() && self.waiting.is_empty() && self.problems.is_empty()
-    }
-}
-
-/// The instance memory of the observed profile: `None` while its tags are unread.
-pub(crate) fn memory_of(observed: &Observed) -> Option<InstanceMemory> {
-    observed
-        .profile
-        .as_ref()?
-        .tags
-        .as_ref()
-        .map(naming::instances_from_tags)
-}
 
 /// Decide what brings a live binding to its desired state.
 #[must_use]
@@ -266,52 +132,15 @@ fn tag_changes(desired: &Desired, tags: &BTreeMap<String, String>) -> Option<Act
     (!set.is_empty() || !remove.is_empty()).then_some(Action::WriteTags { set, remove })
 }
 
-/// The memory with `adding` in it, when it is not there yet. Written before
-/// associating so that a crash never leaves an association we cannot prove ours.
-/// A full record takes what fits and becomes partial: the rest are associated
-/// all the same (they are selected), but nothing will later call them ours
-/// once they are not.
-fn grown_memory(
-    memory: &InstanceMemory,
-    adding: &BTreeSet<String>,
-    desired: &Desired,
-) -> Option<(BTreeSet<String>, bool)> {
-    if adding.iter().all(|id| memory.contains(id)) {
-        return None;
-    }
-    let capacity = naming::memory_capacity(desired.memory_slots());
-    let mut ids = memory.ids();
-    let mut partial = memory.is_partial();
-    for id in adding {
-        if ids.len() >= capacity {
-            partial = true;
-            break;
-        }
-        ids.insert(id.clone());
-    }
-    if ids == memory.ids() && partial == memory.is_partial() {
-        return None;
-    }
-    Some((ids, partial))
-}
-
-/// The memory without `released`, after their associations are gone.
-fn shrunk_memory(memory: &InstanceMemory, released: &BTreeSet<String>) -> Option<BTreeSet<String>> {
-    let (InstanceMemory::Ids(ids) | InstanceMemory::Partial(ids)) = memory else {
-        return None;
-    };
-    if !released.iter().any(|id| ids.contains(id)) {
-        return None;
-    }
-    Some(ids.difference(released).cloned().collect())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
-    use crate::aws::{Association, AssociationState, Instance, Profile, RoleRef, RunState};
+    use crate::aws::{
+        Association, AssociationState, Instance, Profile, RoleInfo, RoleRef, RunState,
+    };
+    use crate::naming::BindingKey;
     use crate::reconcile::observe::SelectedInstance;
 
     pub(crate) fn desired() -> Desired {

@@ -7,6 +7,8 @@ pub mod associations;
 pub mod backoff;
 pub mod cleanup;
 pub mod decide;
+pub mod memory;
+pub mod model;
 pub mod observe;
 pub mod policy;
 pub mod profile;
@@ -31,7 +33,7 @@ use crate::naming::{self, BindingKey};
 pub use act::ActionRecord;
 use act::Stop;
 pub use backoff::Backoffs;
-pub use decide::{Action, Decision, Desired, Problem};
+pub use model::{Action, Decision, Desired, Problem};
 pub use observe::{Observed, Selector, Snapshot};
 pub use reason::Reason;
 

@@ -1,11 +1,13 @@
 //! *Observe*: one bulk snapshot of AWS shared by every binding, and the slice
 //! of it one binding needs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use tokio::time::Instant;
 
 use crate::aws::{Association, AssociationState, Aws, AwsError, Instance, Profile};
+
+pub use super::model::Selector;
 
 /// Profiles under our paths, live associations and live instances, read in bulk.
 #[derive(Clone, Debug)]
@@ -110,25 +112,6 @@ pub struct Observed {
     pub refused: Vec<(SelectedInstance, String)>,
     /// Selected instances other bindings select too: never touched, reported.
     pub contested: Vec<(SelectedInstance, Vec<crate::naming::BindingKey>)>,
-}
-
-/// Which instances a binding selects.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Selector {
-    pub ids: BTreeSet<String>,
-    pub tags: BTreeMap<String, String>,
-}
-
-impl Selector {
-    #[must_use]
-    pub fn matches(&self, instance: &Instance) -> bool {
-        self.ids.contains(&instance.id)
-            || (!self.tags.is_empty()
-                && self
-                    .tags
-                    .iter()
-                    .all(|(k, v)| instance.tags.get(k) == Some(v)))
-    }
 }
 
 impl Observed {

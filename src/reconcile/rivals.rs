@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::aws::Instance;
 use crate::naming::BindingKey;
 
-use super::observe::Selector;
+use super::model::Selector;
 
 /// A tag selector: its binding and all its pairs.
 type TagSelector = (BindingKey, BTreeMap<String, String>);

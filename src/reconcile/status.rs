@@ -6,7 +6,7 @@ use crate::crd::{
     RoleStatus, STALLED,
 };
 
-use super::decide::{Decision, Desired, Problem};
+use super::model::{Decision, Desired, Problem};
 use super::observe::Observed;
 use super::{ActionRecord, BackoffClass, BindingInput, Failure, Next, Outcome, Reason};
 
