@@ -573,17 +573,17 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 ))]
 pub struct DoctorArgs {
     /// A binding in the cluster, read through the kubeconfig (see --kubeconfig, --context).
-    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = crate::doctor::parse_binding_ref)]
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_binding_ref)]
     pub binding: Option<naming::BindingKey>,
     /// A file holding one binding.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filename: Option<PathBuf>,
     /// An EC2 instance, managed by the controller or not.
-    #[arg(long, value_name = "ID", value_parser = crate::doctor::parse_instance_id)]
+    #[arg(long, value_name = "ID", value_parser = parse_instance_id)]
     pub instance: Option<String>,
     /// An EC2 instance profile, by name (not an AWS CLI credentials profile).
     // `--profile`, its name until 0.1, still works for one release, hidden from --help.
-    #[arg(long = "instance-profile", alias = "profile", value_name = "NAME", value_parser = crate::doctor::parse_profile_name)]
+    #[arg(long = "instance-profile", alias = "profile", value_name = "NAME", value_parser = parse_profile_name)]
     pub instance_profile: Option<String>,
     /// Simulate this principal's permissions instead of the caller's, e.g. the controller's role ARN.
     #[arg(long, value_name = "ARN")]
@@ -624,6 +624,54 @@ impl DoctorArgs {
             role_cache_ttl: Duration::from_secs(60),
             assume_role_seconds: crate::aws::assume::MAX_CHAINED_SESSION_SECONDS,
         })
+    }
+}
+
+/// `--binding NAMESPACE/NAME`.
+///
+/// # Errors
+/// A message for clap when the value is not `NAMESPACE/NAME`.
+pub fn parse_binding_ref(s: &str) -> Result<naming::BindingKey, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(naming::BindingKey {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            })
+        }
+        _ => Err(format!("{s:?} must be NAMESPACE/NAME")),
+    }
+}
+
+/// `--instance i-…`: `i-` and 8 or 17 hex digits.
+///
+/// # Errors
+/// A message for clap naming the expected form.
+pub fn parse_instance_id(s: &str) -> Result<String, String> {
+    let hex = s.strip_prefix("i-").unwrap_or_default();
+    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an instance id (i- and 8 or 17 hex digits)"
+        ))
+    }
+}
+
+/// `--instance-profile NAME`: 1-128 characters of `[\w+=,.@-]`.
+///
+/// # Errors
+/// A message for clap naming the allowed characters.
+pub fn parse_profile_name(s: &str) -> Result<String, String> {
+    let ok = (1..=128).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an instance profile name (1-128 letters, digits and _+=,.@-)"
+        ))
     }
 }
 

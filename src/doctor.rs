@@ -364,54 +364,6 @@ impl CouldNotRun {
     }
 }
 
-/// `--binding NAMESPACE/NAME`.
-///
-/// # Errors
-/// A message for clap when the value is not `NAMESPACE/NAME`.
-pub fn parse_binding_ref(s: &str) -> Result<BindingKey, String> {
-    match s.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok(BindingKey {
-                namespace: ns.to_string(),
-                name: name.to_string(),
-            })
-        }
-        _ => Err(format!("{s:?} must be NAMESPACE/NAME")),
-    }
-}
-
-/// `--instance i-…`: `i-` and 8 or 17 hex digits.
-///
-/// # Errors
-/// A message for clap naming the expected form.
-pub fn parse_instance_id(s: &str) -> Result<String, String> {
-    let hex = s.strip_prefix("i-").unwrap_or_default();
-    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "{s:?} is not an instance id (i- and 8 or 17 hex digits)"
-        ))
-    }
-}
-
-/// `--instance-profile NAME`: 1-128 characters of `[\w+=,.@-]`.
-///
-/// # Errors
-/// A message for clap naming the allowed characters.
-pub fn parse_profile_name(s: &str) -> Result<String, String> {
-    let ok = (1..=128).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "{s:?} is not an instance profile name (1-128 letters, digits and _+=,.@-)"
-        ))
-    }
-}
-
 /// The whole `doctor` subcommand: prints the report and returns the exit code.
 pub async fn command(args: &DoctorArgs) -> i32 {
     match diagnose(args).await {
@@ -2700,6 +2652,7 @@ mod tests {
 
     #[test]
     fn flag_values_are_checked() {
+        use crate::cli::{parse_binding_ref, parse_instance_id, parse_profile_name};
         assert_eq!(parse_binding_ref("team-a/web"), Ok(key()));
         for bad in ["web", "/web", "team-a/", "a/b/c"] {
             assert!(parse_binding_ref(bad).is_err(), "{bad}");
