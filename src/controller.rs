@@ -282,7 +282,7 @@ impl Context {
     /// Normal events for actions taken, a Warning when the Ready reason turns bad.
     async fn report_events(&self, b: &InstanceProfileBinding, outcome: &Outcome) {
         for a in &outcome.actions {
-            self.publish(b, EventType::Normal, a.reason, a.message.clone())
+            self.publish(b, EventType::Normal, a.reason.as_str(), a.message.clone())
                 .await;
         }
         let previous = b

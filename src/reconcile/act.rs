@@ -6,12 +6,13 @@ use crate::naming;
 
 use super::model::{Action, Desired};
 use super::observe::Observed;
+use super::reason::Reason;
 
 /// What the act step did, for events, plan output and logs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ActionRecord {
-    /// CamelCase event reason: CreatedProfile, AttachedRole, Associated, …
-    pub reason: &'static str,
+    /// The Normal event's reason: CreatedProfile, AttachedRole, Associated, …
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -56,7 +57,7 @@ pub(crate) async fn execute(
                 desired.memory_slots(),
             ));
             let record = ActionRecord {
-                reason: "CreatedProfile",
+                reason: Reason::CreatedProfile,
                 message: format!(
                     "create instance profile {} at path {}",
                     desired.profile_name, desired.path
@@ -101,7 +102,7 @@ pub(crate) async fn execute(
                             );
                             observed.profile = Some(existing);
                             Ok(adopted.then_some(ActionRecord {
-                                reason: "AdoptedProfile",
+                                reason: Reason::AdoptedProfile,
                                 message,
                             }))
                         }
@@ -147,7 +148,7 @@ pub(crate) async fn execute(
                 parts.push(format!("remove {}", remove.join(", ")));
             }
             Ok(Some(ActionRecord {
-                reason: "TaggedProfile",
+                reason: Reason::TaggedProfile,
                 message: format!(
                     "tags of instance profile {}: {}",
                     profile.name,
@@ -181,7 +182,7 @@ pub(crate) async fn execute(
             }
             tags.extend(new_tags);
             Ok(Some(ActionRecord {
-                reason: "RecordedInstances",
+                reason: Reason::RecordedInstances,
                 message: format!(
                     "record managed instances on profile {}: {}{}",
                     profile.name,
@@ -203,7 +204,7 @@ pub(crate) async fn execute(
             }
             profile.roles.retain(|r| &r.name != role);
             Ok(Some(ActionRecord {
-                reason: "RemovedRole",
+                reason: Reason::RemovedRole,
                 message: format!("remove role {role} from instance profile {}", profile.name),
             }))
         }
@@ -229,7 +230,7 @@ pub(crate) async fn execute(
                 arn: desired.role.arn.clone(),
             });
             Ok(Some(ActionRecord {
-                reason: "AttachedRole",
+                reason: Reason::AttachedRole,
                 message: format!(
                     "attach role {} to instance profile {}",
                     desired.role.name, profile.name
@@ -254,7 +255,7 @@ pub(crate) async fn execute(
                 sel.association = Some(association);
             }
             Ok(Some(ActionRecord {
-                reason: "Associated",
+                reason: Reason::Associated,
                 message,
             }))
         }
@@ -281,7 +282,7 @@ pub(crate) async fn execute(
                 sel.association = Some(association);
             }
             Ok(Some(ActionRecord {
-                reason: "Replaced",
+                reason: Reason::Replaced,
                 message,
             }))
         }
@@ -319,7 +320,7 @@ pub(crate) async fn execute(
                 a.state = next;
             }
             Ok(Some(ActionRecord {
-                reason: "Disassociated",
+                reason: Reason::Disassociated,
                 message: format!("disassociate instance {instance_id} ({association_id})"),
             }))
         }
@@ -340,7 +341,7 @@ pub(crate) async fn execute(
             }
             observed.profile = None;
             Ok(Some(ActionRecord {
-                reason: "DeletedProfile",
+                reason: Reason::DeletedProfile,
                 message: format!("delete instance profile {}", desired.profile_name),
             }))
         }

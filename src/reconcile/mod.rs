@@ -719,7 +719,9 @@ impl Engine {
             let result = act::execute(aws, desired, observed, &action, dry_run).await;
             if !dry_run {
                 match (&action, &result) {
-                    (Action::CreateProfile { .. }, Ok(Some(r))) if r.reason == "CreatedProfile" => {
+                    (Action::CreateProfile { .. }, Ok(Some(r)))
+                        if r.reason == Reason::CreatedProfile =>
+                    {
                         if let Some(p) = &observed.profile {
                             self.propagation.created(
                                 &p.name,
@@ -752,7 +754,7 @@ impl Engine {
             match result {
                 Ok(Some(record)) => {
                     if !dry_run {
-                        tracing::info!(binding = %b.key, reason = record.reason, "{}", record.message);
+                        tracing::info!(binding = %b.key, reason = record.reason.as_str(), "{}", record.message);
                     }
                     records.push(record);
                 }

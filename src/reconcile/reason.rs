@@ -50,10 +50,21 @@ pub enum Reason {
     RoleMissing,
     /// Associated=False while instances wait for the profile.
     AssociationPending,
-    /// The positive reasons of ProfileReady, RoleAttached and Associated.
+    /// The positive reasons of ProfileReady, RoleAttached and Associated
+    /// (`Associated` is also the Normal event of an association made).
     ProfileReady,
     RoleAttached,
     Associated,
+    /// The Normal events of the changes the act step makes.
+    CreatedProfile,
+    AdoptedProfile,
+    TaggedProfile,
+    RecordedInstances,
+    RemovedRole,
+    AttachedRole,
+    Replaced,
+    Disassociated,
+    DeletedProfile,
 }
 
 impl Reason {
@@ -85,6 +96,15 @@ impl Reason {
             Self::ProfileReady => "ProfileReady",
             Self::RoleAttached => "RoleAttached",
             Self::Associated => "Associated",
+            Self::CreatedProfile => "CreatedProfile",
+            Self::AdoptedProfile => "AdoptedProfile",
+            Self::TaggedProfile => "TaggedProfile",
+            Self::RecordedInstances => "RecordedInstances",
+            Self::RemovedRole => "RemovedRole",
+            Self::AttachedRole => "AttachedRole",
+            Self::Replaced => "Replaced",
+            Self::Disassociated => "Disassociated",
+            Self::DeletedProfile => "DeletedProfile",
         }
     }
 
@@ -143,6 +163,12 @@ impl Reason {
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

@@ -2,8 +2,8 @@
 
 use crate::aws::AssociationState;
 use crate::crd::{
-    Condition, InstanceProfileBindingStatus, InstanceStatus, ProfileStatus, RECONCILING,
-    RoleStatus, STALLED,
+    ASSOCIATED, Condition, InstanceProfileBindingStatus, InstanceStatus, PROFILE_READY,
+    ProfileStatus, READY, RECONCILING, ROLE_ATTACHED, RoleStatus, STALLED,
 };
 
 use super::model::{Decision, Desired, Problem};
@@ -257,9 +257,9 @@ pub(crate) fn outcome(
     };
     let bad_reason = |fallback: Reason| if v.ready { fallback } else { v.reason };
     let mut conditions = vec![
-        cond("Ready", v.ready, v.reason, v.reason, v.message.clone()),
+        cond(READY, v.ready, v.reason, v.reason, v.message.clone()),
         cond(
-            "ProfileReady",
+            PROFILE_READY,
             profile_ok,
             Reason::ProfileReady,
             bad_reason(Reason::ProfileMissing),
@@ -274,14 +274,14 @@ pub(crate) fn outcome(
             ),
         ),
         cond(
-            "RoleAttached",
+            ROLE_ATTACHED,
             role_attached,
             Reason::RoleAttached,
             bad_reason(Reason::RoleMissing),
             format!("role {}", desired.role.name),
         ),
         cond(
-            "Associated",
+            ASSOCIATED,
             associated == instances.len(),
             Reason::Associated,
             bad_reason(Reason::AssociationPending),
