@@ -111,9 +111,13 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
 /// user tags it wrote (recorded in [`naming::TAG_USER_KEYS`]) that the spec
 /// dropped. Tags someone else put on the profile are never touched.
 fn tag_changes(desired: &Desired, tags: &BTreeMap<String, String>) -> Option<Action> {
+    // The UID tag is informational (ownership never compares it): a profile
+    // adopted by a binding with a new UID, or made by `apply`, keeps its own
+    // rather than costing a write per binding.
     let set: BTreeMap<String, String> = desired
         .tags
         .iter()
+        .filter(|(k, _)| *k != naming::TAG_UID)
         .filter(|(k, v)| tags.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();

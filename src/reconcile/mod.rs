@@ -388,7 +388,10 @@ impl Engine {
             return;
         };
         if !self.remember_tags
-            || !desired.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+            || !desired
+                .tags
+                .iter()
+                .all(|(k, v)| k == naming::TAG_UID || tags.get(k) == Some(v))
             || profile.id == act::UNKNOWN
         {
             return;
@@ -788,8 +791,11 @@ impl Engine {
     }
 }
 
-/// Waits for propagation up to this long happen within the pass.
-const SHORT_WAIT: Duration = Duration::from_secs(1);
+/// Waits for propagation up to this long happen within the pass (a longer
+/// one would hold a concurrency slot that another binding could use). Below
+/// the canary's poll, so a binding waiting for the canary never sleeps here:
+/// `apply`'s round, and with it the canary's next probe, would wait for it.
+const SHORT_WAIT: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {

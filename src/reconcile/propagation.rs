@@ -39,6 +39,8 @@ struct Created {
     /// prove it ours.
     id: String,
     tags: BTreeMap<String, String>,
+    /// EC2 refused it at least once: its acceptance measures the delay.
+    refused: bool,
 }
 
 #[derive(Default)]
@@ -48,6 +50,8 @@ struct Inner {
     learned: Option<Duration>,
     /// The profile whose binding probes while nothing is learned, and when it last did.
     canary: Option<(String, Instant)>,
+    /// The canary's probe is in flight: its answer is moments away.
+    probing: bool,
 }
 
 impl Propagation {
@@ -60,6 +64,7 @@ impl Propagation {
                     at: Instant::now(),
                     id: id.to_string(),
                     tags,
+                    refused: false,
                 },
             );
         }
@@ -88,16 +93,24 @@ impl Propagation {
             return;
         };
         if let Some(c) = i.created.remove(name) {
-            let sample = c.at.elapsed();
-            i.learned = Some(match i.learned {
-                // A slower propagation counts at once; a faster one halfway,
-                // so one quick profile does not make the rest probe early.
-                Some(old) if sample < old => (old + sample) / 2,
-                _ => sample,
-            });
+            if c.refused {
+                // Refused, then accepted: the delay is about this long.
+                let sample = c.at.elapsed();
+                i.learned = Some(match i.learned {
+                    // A slower propagation counts at once; a faster one
+                    // halfway, so one quick profile does not make the rest
+                    // probe early.
+                    Some(old) if sample < old => (old + sample) / 2,
+                    _ => sample,
+                });
+            } else if i.learned.is_none() {
+                // Accepted at the first try: no delay seen (yet).
+                i.learned = Some(Duration::ZERO);
+            }
         }
         if i.canary.as_ref().is_some_and(|(c, _)| c == name) {
             i.canary = None;
+            i.probing = false;
         }
         drop(i);
         self.answered.notify_waiters();
@@ -105,11 +118,16 @@ impl Propagation {
 
     /// EC2 refused `name` as not yet propagated.
     pub fn refused(&self, name: &str) {
-        if let Ok(mut i) = self.inner.lock()
-            && let Some((c, at)) = i.canary.as_mut()
-            && c == name
-        {
-            *at = Instant::now();
+        if let Ok(mut i) = self.inner.lock() {
+            if let Some(c) = i.created.get_mut(name) {
+                c.refused = true;
+            }
+            if let Some((c, at)) = i.canary.as_mut()
+                && c == name
+            {
+                *at = Instant::now();
+                i.probing = false;
+            }
         }
         self.answered.notify_waiters();
     }
@@ -132,7 +150,10 @@ impl Propagation {
         tokio::pin!(answered);
         answered.as_mut().enable();
         let first = self.wait(name)?;
-        if first != POLL || !self.waits_for_canary(name) {
+        // Wait for the canary's answer only while its probe is in flight:
+        // between its probes, waiting would hold a concurrency slot for up
+        // to a second for nothing.
+        if first != POLL || !self.waits_for_canary(name) || !self.probing() {
             return Some(first);
         }
         if tokio::time::timeout(POLL, answered).await.is_err() {
@@ -142,6 +163,10 @@ impl Propagation {
             Some(d) if d == POLL && self.waits_for_canary(name) => Some(POLL),
             other => other,
         }
+    }
+
+    fn probing(&self) -> bool {
+        self.inner.lock().is_ok_and(|i| i.probing)
     }
 
     fn waits_for_canary(&self, name: &str) -> bool {
@@ -164,6 +189,7 @@ impl Propagation {
             Some((c, last)) if c != name && now.duration_since(*last) < CANARY_IDLE => Some(POLL),
             _ => {
                 i.canary = Some((name.to_string(), now));
+                i.probing = true;
                 None
             }
         }
@@ -198,6 +224,7 @@ mod tests {
         );
         // A slower propagation raises the estimate at once.
         tokio::time::advance(Duration::from_secs(8)).await;
+        p.refused("c");
         p.accepted("c");
         p.created("d", "D", BTreeMap::new());
         assert!(p.wait("d").unwrap_or_default() >= Duration::from_secs(8));
@@ -228,5 +255,17 @@ mod tests {
         tokio::time::advance(Duration::from_millis(50)).await;
         p.accepted("a");
         assert_eq!(waiter.await.ok().flatten(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_try_accepted_means_no_wait() {
+        let p = Propagation::default();
+        p.created("a", "A", BTreeMap::new());
+        p.created("b", "B", BTreeMap::new());
+        assert_eq!(p.wait("a"), None);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        p.accepted("a");
+        p.created("c", "C", BTreeMap::new());
+        assert_eq!(p.wait("c"), None, "no delay was seen");
     }
 }
