@@ -3,15 +3,13 @@
 
 pub mod accounts;
 pub mod act;
-pub mod associations;
 pub mod backoff;
-pub mod cleanup;
 pub mod decide;
-pub mod memory;
+/// Deletion's decisions, also reachable as `reconcile::cleanup`.
+pub use decide::cleanup;
 pub mod model;
 pub mod observe;
 pub mod policy;
-pub mod profile;
 pub mod propagation;
 pub mod reason;
 pub mod rivals;

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use crate::aws::AssociationState;
 use crate::naming::InstanceMemory;
 
-use super::model::{Action, Desired, Problem};
-use super::observe::Observed;
+use crate::reconcile::model::{Action, Desired, Problem};
+use crate::reconcile::observe::Observed;
 
 #[derive(Default)]
 pub(crate) struct AssociationPlan {

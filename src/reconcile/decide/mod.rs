@@ -6,11 +6,16 @@ use std::collections::BTreeMap;
 
 use crate::naming::{self, InstanceMemory};
 
-use super::associations::association_actions;
-use super::memory::{grown_memory, memory_of, shrunk_memory};
+pub mod associations;
+pub mod cleanup;
+pub mod memory;
+pub mod role;
+
 pub use super::model::{Action, Decision, Desired, Problem};
 use super::observe::Observed;
-use super::profile::role_actions;
+use associations::association_actions;
+use memory::{grown_memory, memory_of, shrunk_memory};
+use role::role_actions;
 
 /// Decide what brings a live binding to its desired state.
 #[must_use]
@@ -37,7 +42,7 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
         if profile.tags.is_none() {
             return Decision::one(Action::ReadProfile);
         }
-        return super::cleanup::decide_cleanup(desired, observed);
+        return cleanup::decide_cleanup(desired, observed);
     }
     let mut decision = Decision::default();
     if let Some(tags) = &profile.tags {

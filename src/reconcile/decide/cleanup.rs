@@ -5,8 +5,8 @@ use crate::aws::{Association, AssociationState};
 use crate::naming;
 
 use super::memory::memory_of;
-use super::model::{Action, Decision, Desired, Problem};
-use super::observe::Observed;
+use crate::reconcile::model::{Action, Decision, Desired, Problem};
+use crate::reconcile::observe::Observed;
 
 /// Decide the next deletion step. `desired.role` is not used: deletion works
 /// whatever the spec says now.

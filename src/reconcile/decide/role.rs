@@ -2,7 +2,7 @@
 
 use crate::aws::Profile;
 
-use super::model::{Action, Desired};
+use crate::reconcile::model::{Action, Desired};
 
 /// Role changes that leave exactly the desired role on the profile. A profile
 /// holds one role, so another is removed before ours is added.

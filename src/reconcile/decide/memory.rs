@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use crate::naming::{self, InstanceMemory};
 
-use super::model::Desired;
-use super::observe::Observed;
+use crate::reconcile::model::Desired;
+use crate::reconcile::observe::Observed;
 
 /// The instance memory of the observed profile: `None` while its tags are unread.
 pub(crate) fn memory_of(observed: &Observed) -> Option<InstanceMemory> {
