@@ -333,6 +333,9 @@ pub async fn apply(
     let mut stop: Option<Stop> = None;
     // Bindings whose pass is running: a stop cuts it short.
     let mut running: BTreeSet<usize> = BTreeSet::new();
+    // The files' bindings are the same every round (prune targets are no
+    // one's rival): index their selections once.
+    let rivals = rivals(&work);
     loop {
         let paths = take_paths(engine, &work);
         let taken = until(deadline, &mut signals, Snapshot::take(&engine.aws, &paths)).await;
@@ -343,7 +346,7 @@ pub async fn apply(
             }
             Ok(Ok(mut s)) => {
                 snapshot_failures = 0;
-                s.rivals = rivals(&work);
+                s.rivals = rivals.clone();
                 s
             }
             Ok(Err(e))

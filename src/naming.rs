@@ -259,12 +259,6 @@ fn instance_tag_key(index: usize) -> String {
     }
 }
 
-/// Every tag key the instance memory may use.
-#[must_use]
-pub fn instance_tag_keys() -> Vec<String> {
-    (0..MAX_PROFILE_TAGS).map(instance_tag_key).collect()
-}
-
 /// Whether `key` is one of the instance memory's keys.
 #[must_use]
 pub fn is_instance_tag_key(key: &str) -> bool {
