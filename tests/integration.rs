@@ -17,6 +17,7 @@ mod decide_props;
 mod dockerfile;
 mod doctor;
 mod failures_reach_bindings;
+mod golden;
 mod hardening;
 mod hardening_io;
 mod install_docs;
