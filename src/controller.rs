@@ -636,7 +636,7 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
     let mut engine = Engine::new(aws, config);
     // A long-running process: read each profile's tags once, then only when
     // the desired tags change.
-    engine.remember_tags = true;
+    engine.tags.remember = true;
 
     let ready = Arc::new(AtomicBool::new(false));
     server::serve(

@@ -324,7 +324,9 @@ fn reconcile(
     };
     let mut tags_read = false;
     let mut observed = world.observe(selector, tags_read);
-    let budget = 16 + 4 * (observed.selected.len() + observed.other_users.len());
+    let budget = instance_profile_controller::reconcile::step_budget(
+        observed.selected.len() + observed.other_users.len(),
+    );
     let mut writes = 0;
     for _ in 0..budget {
         let decision = decide(d, &observed);

@@ -4,17 +4,9 @@
 use crate::aws::{Association, AssociationState, Aws, AwsError, ErrorKind, Profile, RoleRef};
 use crate::naming;
 
-use super::model::{Action, Desired};
+use super::model::{Action, ActionRecord, Desired};
 use super::observe::Observed;
 use super::reason::Reason;
-
-/// What the act step did, for events, plan output and logs.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ActionRecord {
-    /// The Normal event's reason: CreatedProfile, AttachedRole, Associated, …
-    pub reason: Reason,
-    pub message: String,
-}
 
 /// Why the act step stopped early.
 pub(crate) enum Stop {

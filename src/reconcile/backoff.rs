@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{BackoffClass, Next};
+use super::model::Next;
+use super::reason::BackoffClass;
 
 /// Per-binding error backoff (kube-runtime has none): capped, jittered
 /// exponential per class, with no give-up; reset when a binding converges.

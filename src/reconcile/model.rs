@@ -4,9 +4,15 @@
 //! another to reach them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::aws::{Instance, RoleInfo};
+use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
 use crate::naming::{self, BindingKey};
+
+use super::policy::PolicySet;
+use super::reason::{BackoffClass, Reason};
 
 /// What a binding wants, resolved (role looked up, names computed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,5 +155,150 @@ impl Selector {
                     .tags
                     .iter()
                     .all(|(k, v)| instance.tags.get(k) == Some(v)))
+    }
+}
+
+/// The selector of a spec.
+#[must_use]
+pub fn selector_of(spec: &InstanceProfileBindingSpec) -> Selector {
+    Selector {
+        ids: spec.instances.ids.iter().cloned().collect(),
+        tags: spec.instances.tags.clone(),
+    }
+}
+
+/// When to look at a binding again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Converged: the periodic resync is enough.
+    Resync,
+    /// Changed something or waiting for a transition: confirm soon.
+    Soon,
+    /// Failed; retry with the backoff of this class.
+    Backoff(BackoffClass),
+    /// A known wait (IAM propagating a profile created here): look again
+    /// after this long, without spending a call to find out.
+    After(Duration),
+}
+
+/// The result of one reconcile of one binding.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub status: InstanceProfileBindingStatus,
+    /// Changes made (or, for `plan`, that would be made), in order.
+    pub actions: Vec<ActionRecord>,
+    pub next: Next,
+    /// The Ready reason.
+    pub reason: Reason,
+    pub message: String,
+    /// A person must act: `apply` stops waiting for this binding.
+    pub needs_user: bool,
+    /// Deletion finished (cleanup only).
+    pub deleted: bool,
+}
+
+impl Outcome {
+    #[must_use]
+    pub fn ready(&self) -> bool {
+        self.status.is_ready()
+    }
+}
+
+/// A binding as the pipeline sees it, from a file or from the cluster.
+#[derive(Clone, Debug)]
+pub struct BindingInput {
+    pub key: BindingKey,
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    pub spec: InstanceProfileBindingSpec,
+    /// The status recorded earlier: only to keep `lastTransitionTime` stable.
+    pub previous: Option<InstanceProfileBindingStatus>,
+    /// The policy gate; `None` when it is off.
+    pub policies: Option<Arc<PolicySet>>,
+}
+
+/// Controller-wide settings that shape names and paths.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub cluster_id: String,
+    /// Normalized `/…/` prefix; profiles live at `<prefix><cluster-id>/`.
+    pub path_prefix: String,
+    pub role_cache_ttl: Duration,
+    /// Session length of cross-account AssumeRole (at most 3600 s: role chaining).
+    pub assume_role_seconds: u32,
+}
+
+/// What the act step did, for events, plan output and logs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ActionRecord {
+    /// The Normal event's reason: CreatedProfile, AttachedRole, Associated, …
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl EngineConfig {
+    /// The path every profile of this cluster lives under by default.
+    #[must_use]
+    pub fn default_path(&self) -> String {
+        naming::profile_path(&self.path_prefix, &self.cluster_id)
+    }
+
+    #[must_use]
+    pub fn profile_name(&self, key: &BindingKey) -> String {
+        naming::profile_name(&self.cluster_id, key)
+    }
+
+    #[must_use]
+    pub fn path_for(&self, spec: &InstanceProfileBindingSpec) -> String {
+        spec.instance_profile
+            .as_ref()
+            .and_then(|p| p.path.clone())
+            .unwrap_or_else(|| self.default_path())
+    }
+
+    /// Every path prefix a snapshot has to list for these bindings.
+    pub fn snapshot_paths<'a>(
+        &self,
+        specs: impl IntoIterator<Item = &'a InstanceProfileBindingSpec>,
+    ) -> BTreeSet<String> {
+        let mut paths: BTreeSet<String> = specs.into_iter().map(|s| self.path_for(s)).collect();
+        paths.insert(self.default_path());
+        paths
+    }
+}
+
+impl Desired {
+    /// What `b` wants under `config`, with `role` resolved (or, before it
+    /// is, named only: see [`super::role::unresolved`]).
+    #[must_use]
+    pub fn new(config: &EngineConfig, b: &BindingInput, role: RoleInfo) -> Self {
+        let mut tags = naming::ownership_tags(&config.cluster_id, &b.key, b.uid.as_deref());
+        if let Some(settings) = &b.spec.instance_profile
+            && !settings.tags.is_empty()
+        {
+            for (k, v) in &settings.tags {
+                tags.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            tags.insert(
+                naming::TAG_USER_KEYS.to_string(),
+                naming::user_keys_record(settings.tags.keys()),
+            );
+        }
+        if b.spec.deletion_policy == DeletionPolicy::Retain {
+            tags.insert(
+                naming::TAG_DELETION_POLICY.to_string(),
+                "Retain".to_string(),
+            );
+        }
+        Self {
+            key: b.key.clone(),
+            cluster_id: config.cluster_id.clone(),
+            profile_name: config.profile_name(&b.key),
+            path: config.path_for(&b.spec),
+            tags,
+            role,
+            replace_foreign: b.spec.replace_foreign_associations,
+            tags_checked: false,
+        }
     }
 }

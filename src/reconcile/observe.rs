@@ -7,7 +7,11 @@ use tokio::time::Instant;
 
 use crate::aws::{Association, AssociationState, Aws, AwsError, Instance, Profile};
 
+use crate::naming::BindingKey;
+
 pub use super::model::Selector;
+use super::policy::{Allowing, refused_instances};
+use super::rivals::Rivals;
 
 /// Profiles under our paths, live associations and live instances, read in bulk.
 #[derive(Clone, Debug)]
@@ -156,6 +160,44 @@ impl Observed {
             refused: Vec::new(),
             contested: Vec::new(),
         }
+    }
+
+    /// Sets aside the selected instances the policy gate refuses: they stay
+    /// in `refused`, with why, never touched; the others are reconciled.
+    pub fn set_aside_refused(&mut self, allowing: &[Allowing]) {
+        let instances: Vec<&Instance> = self.selected.iter().map(|s| &s.instance).collect();
+        let refused = refused_instances(allowing, &instances);
+        let (keep, out): (Vec<_>, Vec<_>) = self
+            .selected
+            .drain(..)
+            .partition(|s| !refused.iter().any(|(id, _)| id == &s.instance.id));
+        self.selected = keep;
+        self.refused = out
+            .into_iter()
+            .map(|s| {
+                let why = refused
+                    .iter()
+                    .find(|(id, _)| id == &s.instance.id)
+                    .map(|r| r.1.clone())
+                    .unwrap_or_default();
+                (s, why)
+            })
+            .collect();
+    }
+
+    /// Sets aside the selected instances another binding selects too (per
+    /// `rivals`): they stay in `contested`, with whom, never touched.
+    pub fn set_aside_contested(&mut self, rivals: &Rivals, me: &BindingKey) {
+        if rivals.is_empty() {
+            return;
+        }
+        let (contested, keep): (Vec<_>, Vec<_>) = self
+            .selected
+            .drain(..)
+            .map(|s| (rivals.of(me, &s.instance), s))
+            .partition(|(others, _)| !others.is_empty());
+        self.selected = keep.into_iter().map(|(_, s)| s).collect();
+        self.contested = contested.into_iter().map(|(o, s)| (s, o)).collect();
     }
 
     pub(crate) fn selected_mut(&mut self, instance_id: &str) -> Option<&mut SelectedInstance> {

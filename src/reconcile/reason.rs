@@ -5,9 +5,87 @@
 //! to act (kstatus `Stalled`, `apply` stops waiting) and how a retry backs off.
 //! `as_str()` is the string users see; it never changes for a variant.
 
-use crate::aws::ErrorKind;
+use std::time::Duration;
 
-use super::BackoffClass;
+use crate::aws::{AwsError, ErrorKind};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackoffClass {
+    /// IAM→EC2 propagation: sub-second first retry, capped, no give-up.
+    Propagation,
+    /// Throttling and transient errors.
+    Transient,
+    /// Needs a person (access denied, missing role, foreign resources).
+    Slow,
+}
+
+impl BackoffClass {
+    /// (first delay, cap)
+    #[must_use]
+    pub fn bounds(self) -> (Duration, Duration) {
+        match self {
+            Self::Propagation => (Duration::from_millis(500), Duration::from_secs(20)),
+            Self::Transient => (Duration::from_secs(1), Duration::from_secs(60)),
+            Self::Slow => (Duration::from_secs(15), Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Why a binding is not Ready, beyond what decide reports.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("role {role} not found{}", near.as_ref().map(|n| format!("; did you mean {n}? (role names are case-sensitive)")).unwrap_or_default())]
+    RoleNotFound { role: String, near: Option<String> },
+    #[error(
+        "the trust policy of role {role} does not allow ec2.amazonaws.com to call sts:AssumeRole, so instances could not use it; add EC2 as a trusted service"
+    )]
+    TrustPolicyMissingEc2 { role: String },
+    #[error("{0}")]
+    Aws(AwsError),
+    #[error("{message}")]
+    PolicyDenied { message: String },
+}
+
+impl Failure {
+    /// The condition/event/metric reason.
+    #[must_use]
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::RoleNotFound { .. } => Reason::RoleNotFound,
+            Self::TrustPolicyMissingEc2 { .. } => Reason::TrustPolicyMissingEc2,
+            Self::PolicyDenied { .. } => Reason::PolicyDenied,
+            Self::Aws(e) => Reason::of_aws(e.kind),
+        }
+    }
+
+    /// A person has to act before retrying can help (the reason's table).
+    #[must_use]
+    pub fn needs_user(&self) -> bool {
+        self.reason().needs_person()
+    }
+
+    /// A user-facing message; AWS messages name the action and resource.
+    #[must_use]
+    pub fn message(&self) -> String {
+        match self {
+            Self::Aws(e) if e.kind == ErrorKind::AccessDenied => format!(
+                "access denied for {}:{}: {} (check the controller's IAM policy, permission boundaries, SCPs and iam:PassRole)",
+                e.service, e.action, e.message
+            ),
+            Self::Aws(e) if e.kind == ErrorKind::PropagationPending => format!(
+                "waiting for IAM to propagate the new instance profile to EC2 ({}: {})",
+                e.action, e.message
+            ),
+            Self::Aws(e) if e.kind == ErrorKind::QuotaExceeded => {
+                format!(
+                    "instance profile quota of the account reached: {}; delete unused profiles or raise the quota",
+                    e.message
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {

@@ -3,7 +3,7 @@
 
 use crate::aws::{Aws, AwsError, RoleCache, RoleInfo};
 
-use super::Failure;
+use super::reason::Failure;
 
 /// The role name inside a role ARN (`arn:aws:iam::123:role/path/name`), or the name itself.
 #[must_use]
@@ -12,6 +12,17 @@ pub fn role_name(spec_role: &str) -> &str {
         spec_role.rsplit('/').next().unwrap_or(spec_role)
     } else {
         spec_role
+    }
+}
+
+/// The role a spec names, before (or instead of) looking it up: what a
+/// status shows when the pass stopped earlier.
+#[must_use]
+pub fn unresolved(spec_role: &str) -> RoleInfo {
+    RoleInfo {
+        name: role_name(spec_role).into(),
+        arn: String::new(),
+        trusts_ec2: false,
     }
 }
 

@@ -6,9 +6,14 @@ use crate::crd::{
     ProfileStatus, READY, RECONCILING, ROLE_ATTACHED, RoleStatus, STALLED,
 };
 
-use super::model::{Decision, Desired, Problem};
+use std::time::Duration;
+
+use super::model::{
+    ActionRecord, BindingInput, Decision, Desired, EngineConfig, Next, Outcome, Problem,
+};
 use super::observe::Observed;
-use super::{ActionRecord, BackoffClass, BindingInput, Failure, Next, Outcome, Reason};
+use super::reason::{BackoffClass, Failure, Reason};
+use super::role::unresolved;
 
 /// RFC 3339 in UTC, second precision (the `metav1.Time` format).
 #[must_use]
@@ -161,16 +166,70 @@ fn more(n: usize) -> String {
     }
 }
 
-/// Builds the outcome of a reconcile.
-pub(crate) fn outcome(
-    b: &BindingInput,
-    desired: &Desired,
-    observed: &Observed,
-    decision: &Decision,
-    actions: Vec<ActionRecord>,
-    failure: Option<Failure>,
-    deleted: bool,
-) -> Outcome {
+/// What one pass found and did: everything a status is built from, filled
+/// in as the pass goes. [`outcome`] is the one place a status is built.
+pub(crate) struct Report<'a> {
+    pub b: &'a BindingInput,
+    pub desired: Desired,
+    pub observed: Observed,
+    pub decision: Decision,
+    /// What this pass changed (or, for `plan`, would change), in order.
+    pub records: Vec<ActionRecord>,
+    pub failure: Option<Failure>,
+    /// Deletion finished.
+    pub deleted: bool,
+    /// The AssumeRole ARN of the account the resources are in; `None`: home.
+    pub account: Option<String>,
+    /// What leaving the previous account did: listed before `records`.
+    pub moved: Vec<ActionRecord>,
+    /// A known wait that replaces the reason's backoff (propagation pacing).
+    pub wait: Option<Duration>,
+    pub note: Option<Note>,
+}
+
+/// A message that replaces or prefixes the verdict's.
+pub(crate) enum Note {
+    /// Deletion with `deletionPolicy: Retain` (the outcome's message only).
+    Retained,
+    /// Still removing the resources from the account named (Ready's message too).
+    MovingTo(String),
+}
+
+impl<'a> Report<'a> {
+    /// A report of nothing seen yet: the role only named, the spec's names.
+    pub fn new(config: &EngineConfig, b: &'a BindingInput) -> Self {
+        Self {
+            b,
+            desired: Desired::new(config, b, unresolved(&b.spec.role)),
+            observed: Observed::default(),
+            decision: Decision::default(),
+            records: Vec::new(),
+            failure: None,
+            deleted: false,
+            account: None,
+            moved: Vec::new(),
+            wait: None,
+            note: None,
+        }
+    }
+}
+
+/// Builds the outcome of a reconcile: its status, events and requeue.
+pub(crate) fn outcome(report: Report<'_>) -> Outcome {
+    let Report {
+        b,
+        desired,
+        observed,
+        decision,
+        records: actions,
+        failure,
+        deleted,
+        account,
+        moved,
+        wait,
+        note,
+    } = report;
+    let (desired, observed, decision) = (&desired, &observed, &decision);
     let v = verdict(decision, observed, failure.as_ref(), &actions, deleted);
     let profile = observed.profile.as_ref();
     let foreign_held: Vec<&str> = decision
@@ -305,9 +364,8 @@ pub(crate) fn outcome(
             v.message.clone(),
         ));
     }
-    let status = InstanceProfileBindingStatus {
-        // Set by the engine, which knows the account.
-        assume_role_arn: None,
+    let mut status = InstanceProfileBindingStatus {
+        assume_role_arn: account,
         observed_generation: b.generation,
         instance_profile: profile
             .map(|p| ProfileStatus {
@@ -330,14 +388,55 @@ pub(crate) fn outcome(
         instances,
         conditions,
     };
+    let next = wait.map_or(v.next, Next::After);
+    let message = match note {
+        None => v.message,
+        Some(Note::Retained) => "deletionPolicy Retain: AWS resources left in place".into(),
+        Some(Note::MovingTo(to)) => {
+            let message = format!(
+                "moving to {to}: removing this binding's resources from where they are first: {}",
+                v.message
+            );
+            status.set_ready_message(&message);
+            message
+        }
+    };
+    let mut all = moved;
+    all.extend(actions);
     Outcome {
         status,
-        actions,
-        next: v.next,
+        actions: all,
+        next,
         reason: v.reason,
-        message: v.message,
+        message,
         needs_user: v.needs_user,
         deleted,
+    }
+}
+
+/// A status for a binding whose AWS state could not be read at all: Ready
+/// says why, and everything else stays as `previous` recorded it, since
+/// nothing newer is known.
+pub(crate) fn keep_recorded(
+    status: &mut InstanceProfileBindingStatus,
+    previous: &InstanceProfileBindingStatus,
+) {
+    status
+        .instance_profile
+        .clone_from(&previous.instance_profile);
+    status.role.clone_from(&previous.role);
+    status.instances.clone_from(&previous.instances);
+    status
+        .instance_summary
+        .clone_from(&previous.instance_summary);
+    status.assume_role_arn.clone_from(&previous.assume_role_arn);
+    for c in &mut status.conditions {
+        if let Some(kept) = previous
+            .condition(&c.type_)
+            .filter(|_| [PROFILE_READY, ROLE_ATTACHED, ASSOCIATED].contains(&c.type_.as_str()))
+        {
+            *c = kept.clone();
+        }
     }
 }
 
@@ -371,6 +470,31 @@ mod tests {
     use crate::aws::{AssociationState, ErrorKind, RunState};
     use crate::crd::{InstanceProfileBindingSpec, InstanceSelector};
     use crate::reconcile::decide::tests::{assoc, desired, profile, selected};
+
+    /// The report of a pass that ended with these, built into its outcome.
+    fn outcome(
+        b: &BindingInput,
+        desired: &Desired,
+        observed: &Observed,
+        decision: &Decision,
+        records: Vec<ActionRecord>,
+        failure: Option<Failure>,
+        deleted: bool,
+    ) -> Outcome {
+        super::outcome(Report {
+            b,
+            desired: desired.clone(),
+            observed: observed.clone(),
+            decision: decision.clone(),
+            records,
+            failure,
+            deleted,
+            account: None,
+            moved: Vec::new(),
+            wait: None,
+            note: None,
+        })
+    }
 
     fn input(previous: Option<InstanceProfileBindingStatus>) -> BindingInput {
         BindingInput {
