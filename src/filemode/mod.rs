@@ -1,0 +1,170 @@
+//! `plan` and `apply`: the reconcile pipeline driven from files instead of a
+//! cluster. One bulk snapshot per round serves every binding. This file holds
+//! what both share (the work list, one pass, the report); [`plan`] and
+//! [`apply`] drive them, [`prune`] finds what `--prune` deletes, [`stop`]
+//! bounds `apply` by its timeout and by signals.
+
+mod apply;
+mod plan;
+mod prune;
+mod stop;
+
+pub use apply::apply;
+pub use plan::plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::crd::InstanceProfileBindingStatus;
+use crate::files::FileBinding;
+use crate::naming::BindingKey;
+use crate::reconcile::rivals::Rivals;
+use crate::reconcile::{ActionRecord, BindingInput, Engine, Outcome, Snapshot};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+pub struct FileModeOptions {
+    pub prune: bool,
+    pub timeout: Duration,
+    pub output: Output,
+    pub concurrency: usize,
+    pub verbose: bool,
+    /// The policy gate, when the files hold at least one policy.
+    pub policies: Option<std::sync::Arc<crate::reconcile::policy::PolicySet>>,
+}
+
+/// What one binding came to, for the report.
+#[derive(Serialize)]
+struct Report<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    status: &'a InstanceProfileBindingStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<&'a [ActionRecord]>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pruned: bool,
+}
+
+#[derive(Clone)]
+struct Work {
+    input: BindingInput,
+    prune: bool,
+}
+
+fn inputs(bindings: &[FileBinding], opts: &FileModeOptions) -> Vec<Work> {
+    bindings
+        .iter()
+        .map(|fb| Work {
+            input: BindingInput {
+                key: BindingKey {
+                    namespace: fb
+                        .binding
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                    name: fb.binding.metadata.name.clone().unwrap_or_default(),
+                },
+                uid: None,
+                generation: None,
+                spec: fb.binding.spec.clone(),
+                previous: None,
+                policies: opts.policies.clone(),
+            },
+            prune: false,
+        })
+        .collect()
+}
+
+async fn run_one(engine: &Engine, w: &Work, snapshot: &Snapshot, dry_run: bool) -> Outcome {
+    if w.prune {
+        engine.cleanup(&w.input, snapshot, dry_run).await
+    } else {
+        engine.reconcile(&w.input, snapshot, dry_run).await
+    }
+}
+
+/// How soon `apply` looks again at a binding in transition.
+const LOOK_AGAIN: Duration = Duration::from_millis(750);
+
+/// Which bindings of the files select which instances (pruned ones left out).
+fn rivals(work: &[Work]) -> std::sync::Arc<Rivals> {
+    std::sync::Arc::new(Rivals::of_specs(
+        work.iter()
+            .filter(|w| !w.prune)
+            .map(|w| (w.input.key.clone(), &w.input.spec)),
+    ))
+}
+
+fn take_paths(engine: &Engine, work: &[Work]) -> BTreeSet<String> {
+    engine.snapshot_paths(work.iter().map(|w| &w.input.spec))
+}
+
+/// The changes this run sent to AWS, per action, for the summary of a run
+/// that stopped early (a pass cut short has not reported its own).
+fn changes_sent(engine: &Engine) -> String {
+    let parts: Vec<String> = engine
+        .aws
+        .calls
+        .snapshot()
+        .into_iter()
+        .filter(|(action, (ok, _))| crate::aws::is_mutating(action) && *ok > 0)
+        .map(|(action, (ok, _))| format!("{action}={ok}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn w_key(w: &Work) -> String {
+    format!("{}{}", if w.prune { "prune:" } else { "" }, w.input.key)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn print_report(
+    output: Output,
+    text: &str,
+    work: &[Work],
+    outcomes: &[Outcome],
+    with_changes: bool,
+) {
+    match output {
+        Output::Text => print!("{text}"),
+        Output::Json => {
+            let reports: Vec<Report> = work
+                .iter()
+                .zip(outcomes)
+                .map(|(w, o)| Report {
+                    namespace: &w.input.key.namespace,
+                    name: &w.input.key.name,
+                    status: &o.status,
+                    changes: with_changes.then_some(o.actions.as_slice()),
+                    pruned: w.prune,
+                })
+                .collect();
+            match serde_json::to_string_pretty(&reports) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("error: cannot encode the report: {e}"),
+            }
+        }
+    }
+}
+
+fn finish_calls(engine: &Engine, verbose: bool) {
+    let summary = engine.aws.calls.summary();
+    if verbose {
+        eprintln!("{summary}");
+    }
+    tracing::debug!(calls = ?engine.aws.calls.snapshot().into_iter().collect::<BTreeMap<_, _>>(), "{summary}");
+}
