@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,60 @@ pub struct InstanceProfileBindingSpec {
     /// delete the profile) or Retain (leave AWS untouched).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// What a change of `role` does to instances already associated: None
+    /// (they pick up the new role's credentials when IMDS next refreshes
+    /// them, up to about an hour) or Reassociate (moved to a fresh
+    /// association in batches, so they get them now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotationSpec {
+    /// None (default) or Reassociate.
+    #[serde(default)]
+    pub on_role_change: OnRoleChange,
+    /// With Reassociate: how many instances may be between credentials at
+    /// once, a count (3) or a share of the instances to move ("25%",
+    /// rounded up). Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int_or_string")]
+    #[x_kube(validation = Rule::new(
+        "string(self).matches('^([1-9][0-9]{0,3}|(100|[1-9][0-9]?)%)$')"
+    ).message("spec.rotation.maxUnavailable must be a count from 1 to 9999 or a percentage from 1% to 100%"))]
+    pub max_unavailable: Option<IntOrString>,
+}
+
+/// `IntOrString`'s schema, as Kubernetes writes it (k8s-openapi has none).
+fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true
+    })
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum OnRoleChange {
+    #[default]
+    None,
+    Reassociate,
+}
+
+impl RotationSpec {
+    /// How many of `total` instances may be moved at once (at least 1).
+    #[must_use]
+    pub fn max_unavailable_of(&self, total: usize) -> usize {
+        let n = match &self.max_unavailable {
+            None => 1,
+            Some(IntOrString::Int(n)) => usize::try_from(*n).unwrap_or(1),
+            Some(IntOrString::String(s)) => match s.strip_suffix('%').map(str::parse::<usize>) {
+                Some(Ok(pct)) => (total * pct).div_ceil(100),
+                _ => s.parse().unwrap_or(1),
+            },
+        };
+        n.max(1)
+    }
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -163,6 +218,24 @@ pub struct InstanceProfileBindingStatus {
     /// controller's own account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assume_role_arn: Option<String>,
+    /// A role change moving instances to fresh associations
+    /// (`spec.rotation.onRoleChange: Reassociate`); absent when none is in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    /// The role the instances are being moved to.
+    pub role: String,
+    /// Instances moved so far.
+    pub done: u32,
+    /// Instances to move in all.
+    pub total: u32,
+    /// The instances still to move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

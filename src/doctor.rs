@@ -2028,6 +2028,7 @@ mod tests {
             },
             replace_foreign_associations: false,
             deletion_policy: crate::crd::DeletionPolicy::Delete,
+            rotation: None,
         }
     }
 

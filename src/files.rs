@@ -304,8 +304,8 @@ pub struct Loaded {
 }
 
 enum Document {
-    Binding(InstanceProfileBinding),
-    Policy(InstanceProfilePolicy),
+    Binding(Box<InstanceProfileBinding>),
+    Policy(Box<InstanceProfilePolicy>),
     Namespace(String, BTreeMap<String, String>),
 }
 
@@ -349,9 +349,9 @@ pub fn parse_all(file: &str, text: &str, out: &mut Loaded, errors: &mut Vec<Stri
         match parse_document(&value) {
             Ok(Document::Binding(binding)) => out.bindings.push(FileBinding {
                 source: format!("{file}#{n}"),
-                binding,
+                binding: *binding,
             }),
-            Ok(Document::Policy(policy)) => out.policies.push(policy),
+            Ok(Document::Policy(policy)) => out.policies.push(*policy),
             Ok(Document::Namespace(name, labels)) => {
                 out.namespaces.insert(name, labels);
             }
@@ -473,7 +473,7 @@ fn parse_document(value: &serde_json::Value) -> Result<Document, String> {
         if !errors.is_empty() || cel.is_some() {
             return refused(errors, cel);
         }
-        return Ok(Document::Policy(policy));
+        return Ok(Document::Policy(Box::new(policy)));
     }
     let mut binding: InstanceProfileBinding = match typed(value) {
         Ok(b) => b,
@@ -503,7 +503,7 @@ fn parse_document(value: &serde_json::Value) -> Result<Document, String> {
     if !errors.is_empty() || cel.is_some() {
         return refused(errors, cel);
     }
-    Ok(Document::Binding(binding))
+    Ok(Document::Binding(Box::new(binding)))
 }
 
 fn is_dns_label(s: &str) -> bool {

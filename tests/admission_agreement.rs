@@ -183,6 +183,48 @@ fn table() -> Vec<(&'static str, String, Option<&'static str>)> {
             Some("metadata.nmespace"),
         ),
         (
+            "rotation of 3 at a time",
+            binding(&format!(
+                "  role: web-app\n{ok_instances}  rotation: {{onRoleChange: Reassociate, maxUnavailable: 3}}\n"
+            )),
+            None,
+        ),
+        (
+            "rotation of a quarter at a time",
+            binding(&format!(
+                "  role: web-app\n{ok_instances}  rotation: {{onRoleChange: Reassociate, maxUnavailable: \"25%\"}}\n"
+            )),
+            None,
+        ),
+        (
+            "rotation of none at a time",
+            binding(&format!(
+                "  role: web-app\n{ok_instances}  rotation: {{onRoleChange: Reassociate, maxUnavailable: 0}}\n"
+            )),
+            Some("spec.rotation.maxUnavailable"),
+        ),
+        (
+            "rotation of 150%",
+            binding(&format!(
+                "  role: web-app\n{ok_instances}  rotation: {{onRoleChange: Reassociate, maxUnavailable: \"150%\"}}\n"
+            )),
+            Some("spec.rotation.maxUnavailable"),
+        ),
+        (
+            "rotation of a boolean",
+            binding(&format!(
+                "  role: web-app\n{ok_instances}  rotation: {{onRoleChange: Reassociate, maxUnavailable: true}}\n"
+            )),
+            Some("spec.rotation.maxUnavailable"),
+        ),
+        (
+            "unknown rotation policy",
+            binding(&format!(
+                "  role: web-app\n{ok_instances}  rotation: {{onRoleChange: Always}}\n"
+            )),
+            Some("spec.rotation.onRoleChange"),
+        ),
+        (
             "bad deletionPolicy",
             binding(&format!(
                 "  role: web-app\n{ok_instances}  deletionPolicy: Keep\n"

@@ -563,3 +563,79 @@ async fn cross_account_against_a_real_api_server() {
     let cluster = require_real_kube!();
     cross_account_scenario(&Cluster::Real(cluster)).await;
 }
+
+/// A role change with `rotation: {onRoleChange: Reassociate}` moves every
+/// associated instance to a fresh association, and the status shows it
+/// through to the end.
+async fn rotation_scenario(cluster: &Cluster) {
+    let aws = common::Aws::start().await;
+    aws.create_role("web-a", common::TRUST_EC2).await;
+    aws.create_role("web-b", common::TRUST_EC2).await;
+    let inst = aws.run_instances(4, &[]).await;
+    let client = cluster.client().await;
+    let (policies, api) = install(&client).await;
+    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfilePolicy",
+        "metadata": {"name": "team-a"},
+        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+    let _run = controller(cluster, &aws, "replica-a", free_port(), &[]);
+    let mut web = binding("web", "web-a", &inst);
+    web["spec"]["rotation"] =
+        serde_json::json!({"onRoleChange": "Reassociate", "maxUnavailable": "50%"});
+    let web: InstanceProfileBinding = serde_json::from_value(web).expect("binding");
+    api.create(&PostParams::default(), &web)
+        .await
+        .expect("create binding");
+    wait_status(&api, "web", "Ready with web-a", ready_for_generation).await;
+    assert_eq!(aws.associations().await.len(), 4);
+
+    aws.reset_calls();
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"role": "web-b"}})),
+    )
+    .await
+    .expect("change role");
+    let done = wait_status(&api, "web", "Ready with web-b", |b, s| {
+        ready_for_generation(b, s) && s.role.as_ref().is_some_and(|r| r.name == "web-b")
+    })
+    .await;
+    let status = done.status.expect("status");
+    assert!(status.rotation.is_none(), "rotation finished: {status:?}");
+    let replaced = aws
+        .calls()
+        .iter()
+        .filter(|(a, code, _)| a == "ReplaceIamInstanceProfileAssociation" && *code < 300)
+        .count();
+    assert_eq!(replaced, 4, "every instance moved once: {:?}", aws.calls());
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "team-a");
+    let notes: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Reassociated"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("rotation batch 1 of 2")),
+        "Reassociated events: {notes:?}"
+    );
+}
+
+#[tokio::test]
+async fn rotation_against_a_real_api_server() {
+    require_moto!();
+    let cluster = require_real_kube!();
+    rotation_scenario(&Cluster::Real(cluster)).await;
+}

@@ -415,6 +415,12 @@ fn check_plan(
                     );
                 }
             }
+            Action::Reassociate { instance_id, .. } => {
+                // No rotation is ever in these worlds' observations.
+                return fail(&format!(
+                    "reassociates {instance_id} with no rotation in progress"
+                ));
+            }
             Action::Disassociate {
                 instance_id,
                 association_id,
@@ -458,6 +464,11 @@ fn execute(
     let rejected = |why: &str| Err(format!("round {round}: {action:?}: AWS rejects it: {why}"));
     world.log.push(format!("r{round} {action:?}"));
     match action {
+        Action::Reassociate { .. } => {
+            return Err(format!(
+                "round {round}: {action:?}: no rotation is in progress"
+            ));
+        }
         Action::ReadProfile => {
             *tags_read = true;
             if world.ours().is_none() {

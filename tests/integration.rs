@@ -24,6 +24,7 @@ mod install_docs;
 mod moto;
 mod parse_fuzz;
 mod reliability;
+mod rotation;
 mod scale;
 mod shipping;
 mod support_selftests;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use crate::crd::{InstanceProfileBindingStatus, RotationStatus};
 use crate::files::FileBinding;
 use crate::reconcile::{ActionRecord, Backoffs, Engine, Next, Outcome, Reason, Snapshot};
 
@@ -46,6 +47,9 @@ pub async fn apply(
     let mut stop: Option<Stop> = None;
     // Bindings whose pass is running: a stop cuts it short.
     let mut running: BTreeSet<usize> = BTreeSet::new();
+    // A role rotation's progress, carried from one round to the next as the
+    // cluster carries it in the status (file mode keeps no other status).
+    let mut carried: Vec<(usize, Option<RotationStatus>)> = Vec::new();
     // The files' bindings are the same every round (prune targets are no
     // one's rival): index their selections once.
     let rivals = rivals(&work);
@@ -218,9 +222,18 @@ pub async fn apply(
                 tracing::info!(binding = %work[i].input.key, reason = %o.reason, "{}", o.message);
             }
             made[i].extend(o.actions.iter().cloned());
+            if !work[i].prune {
+                carried.push((i, o.status.rotation.clone()));
+            }
             outcomes[i] = Some(o);
         }
         drop(passes);
+        for (i, rotation) in carried.drain(..) {
+            work[i].input.previous = rotation.map(|r| InstanceProfileBindingStatus {
+                rotation: Some(r),
+                ..InstanceProfileBindingStatus::default()
+            });
+        }
         if stop.is_some() || done.iter().all(|d| *d) {
             break;
         }

@@ -119,6 +119,7 @@ pub(super) fn prune_work(
         instances: crate::crd::InstanceSelector::default(),
         replace_foreign_associations: false,
         deletion_policy: DeletionPolicy::Delete,
+        rotation: None,
     };
     let previous = account.map(|t| InstanceProfileBindingStatus {
         assume_role_arn: Some(t.role_arn.clone()),

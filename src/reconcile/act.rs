@@ -316,6 +316,54 @@ pub(crate) async fn execute(
                 message: format!("disassociate instance {instance_id} ({association_id})"),
             }))
         }
+        Action::Reassociate {
+            instance_id,
+            association_id,
+            running,
+            batch,
+            batches,
+        } => {
+            let (arn, id) = profile_ids(observed)?;
+            let role = &desired.role.name;
+            let message = if *running {
+                let association = if dry_run {
+                    simulated(instance_id, &arn, &id)
+                } else {
+                    match aws.replace_association(association_id, &arn).await {
+                        Ok(a) => a,
+                        Err(e) => return association_error(observed, instance_id, e),
+                    }
+                };
+                if let Some(sel) = observed.selected_mut(instance_id) {
+                    sel.association = Some(association);
+                }
+                format!(
+                    "reassociate instance {instance_id} with instance profile {} so it uses role {role} now (rotation batch {batch} of {batches})",
+                    desired.profile_name
+                )
+            } else {
+                if !dry_run && let Err(e) = aws.disassociate(association_id).await {
+                    return association_error(observed, instance_id, e);
+                }
+                if let Some(sel) = observed.selected_mut(instance_id) {
+                    if dry_run {
+                        sel.association = None;
+                    } else if let Some(a) = sel.association.as_mut() {
+                        a.state = AssociationState::Disassociating;
+                    }
+                }
+                format!(
+                    "disassociate stopped instance {instance_id} ({association_id}) to associate it anew with role {role} (rotation batch {batch} of {batches})"
+                )
+            };
+            if let Some(rotation) = observed.rotation.as_mut() {
+                rotation.pending.remove(instance_id);
+            }
+            Ok(Some(ActionRecord {
+                reason: Reason::Reassociated,
+                message,
+            }))
+        }
         Action::DeleteProfile => {
             if !dry_run {
                 match aws.delete_profile(&desired.profile_name).await {

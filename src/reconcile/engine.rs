@@ -21,6 +21,7 @@ use super::policy::Admission;
 use super::propagation::Propagation;
 use super::reason::{Failure, Reason};
 use super::role;
+use super::rotation;
 use super::status::{self, Note, Report};
 use super::tags::TagChecks;
 
@@ -180,6 +181,7 @@ impl Engine {
         let (lookup, roles) = place.lookup();
         let role = role::resolve_role(lookup, roles, &b.spec.role).await?;
         report.desired = Desired::new(&self.config, b, role);
+        report.observed.rotation = rotation::pending(b, &report.desired.role, &report.observed);
         report.desired.tags_checked = self.tags.checked(b, &report.desired, &report.observed);
         self.converge(place.aws(), report, dry_run, Mode::Apply)
             .await;

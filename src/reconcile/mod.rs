@@ -18,6 +18,7 @@ pub mod propagation;
 pub mod reason;
 pub mod rivals;
 pub mod role;
+pub mod rotation;
 pub mod status;
 pub mod tags;
 

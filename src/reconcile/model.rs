@@ -65,7 +65,36 @@ pub enum Action {
         instance_id: String,
         association_id: String,
     },
+    /// Move an instance to a fresh association with our profile, so it gets
+    /// the new role's credentials now (a role rotation): replace it when
+    /// the instance runs; else disassociate (associated again next).
+    Reassociate {
+        instance_id: String,
+        association_id: String,
+        running: bool,
+        /// Which batch of how many, for `plan` and the event.
+        batch: usize,
+        batches: usize,
+    },
     DeleteProfile,
+}
+
+/// A role rotation in progress: the instances still to move to a fresh
+/// association, at most `max_unavailable` between credentials at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub role: String,
+    pub total: usize,
+    pub pending: BTreeSet<String>,
+    pub max_unavailable: usize,
+}
+
+impl Rotation {
+    /// How many batches the whole rotation takes.
+    #[must_use]
+    pub fn batches(&self) -> usize {
+        self.total.div_ceil(self.max_unavailable.max(1))
+    }
 }
 
 impl Desired {

@@ -9,6 +9,7 @@ use crate::aws::{Association, AssociationState, Aws, AwsError, Instance, Profile
 
 use crate::naming::BindingKey;
 
+use super::model::Rotation;
 pub use super::model::Selector;
 use super::policy::{Allowing, refused_instances};
 use super::rivals::Rivals;
@@ -116,6 +117,8 @@ pub struct Observed {
     pub refused: Vec<(SelectedInstance, String)>,
     /// Selected instances other bindings select too: never touched, reported.
     pub contested: Vec<(SelectedInstance, Vec<crate::naming::BindingKey>)>,
+    /// A role rotation in progress (see [`super::rotation`]).
+    pub rotation: Option<Rotation>,
 }
 
 impl Observed {
@@ -159,6 +162,7 @@ impl Observed {
             missing,
             refused: Vec::new(),
             contested: Vec::new(),
+            rotation: None,
         }
     }
 

@@ -232,6 +232,7 @@ mod tests {
             },
             replace_foreign_associations: replace,
             deletion_policy: crate::crd::DeletionPolicy::Delete,
+            rotation: None,
         }
     }
 

@@ -118,6 +118,9 @@ pub enum Reason {
     PolicyDenied,
     /// Another binding selects the same instance.
     Conflict,
+    /// The role changed and instances are being moved to fresh associations
+    /// in batches (`spec.rotation.onRoleChange: Reassociate`).
+    Rotating,
     /// Any other AWS error: the message has its code.
     AwsError,
     /// `apply` was stopped by a signal before the binding was done.
@@ -141,6 +144,8 @@ pub enum Reason {
     RemovedRole,
     AttachedRole,
     Replaced,
+    /// An instance moved to a fresh association to pick up a new role now.
+    Reassociated,
     Disassociated,
     DeletedProfile,
 }
@@ -165,6 +170,7 @@ impl Reason {
             Self::DeletionBlocked => "DeletionBlocked",
             Self::QuotaExceeded => "QuotaExceeded",
             Self::PolicyDenied => "PolicyDenied",
+            Self::Rotating => "Rotating",
             Self::Conflict => "Conflict",
             Self::AwsError => "AwsError",
             Self::Interrupted => "Interrupted",
@@ -181,6 +187,7 @@ impl Reason {
             Self::RemovedRole => "RemovedRole",
             Self::AttachedRole => "AttachedRole",
             Self::Replaced => "Replaced",
+            Self::Reassociated => "Reassociated",
             Self::Disassociated => "Disassociated",
             Self::DeletedProfile => "DeletedProfile",
         }

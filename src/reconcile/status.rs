@@ -3,7 +3,7 @@
 use crate::aws::AssociationState;
 use crate::crd::{
     ASSOCIATED, Condition, InstanceProfileBindingStatus, InstanceStatus, PROFILE_READY,
-    ProfileStatus, READY, RECONCILING, ROLE_ATTACHED, RoleStatus, STALLED,
+    ProfileStatus, READY, RECONCILING, ROLE_ATTACHED, RoleStatus, RotationStatus, STALLED,
 };
 
 use std::time::Duration;
@@ -80,6 +80,21 @@ fn verdict(
             message,
             needs_user: reason.needs_person(),
             next: Next::Backoff(reason.backoff()),
+        };
+    }
+    if let Some(r) = observed.rotation.as_ref().filter(|r| !r.pending.is_empty()) {
+        return Verdict {
+            ready: false,
+            reason: Reason::Rotating,
+            message: format!(
+                "moving instances to fresh associations for role {}: {} of {} done, at most {} at a time",
+                r.role,
+                r.total - r.pending.len(),
+                r.total,
+                r.max_unavailable
+            ),
+            needs_user: false,
+            next: Next::Soon,
         };
     }
     if !decision.waiting.is_empty() {
@@ -366,6 +381,16 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
     }
     let mut status = InstanceProfileBindingStatus {
         assume_role_arn: account,
+        rotation: observed
+            .rotation
+            .as_ref()
+            .filter(|r| !r.pending.is_empty())
+            .map(|r| RotationStatus {
+                role: r.role.clone(),
+                done: u32::try_from(r.total - r.pending.len()).unwrap_or(u32::MAX),
+                total: u32::try_from(r.total).unwrap_or(u32::MAX),
+                pending: r.pending.iter().cloned().collect(),
+            }),
         observed_generation: b.generation,
         instance_profile: profile
             .map(|p| ProfileStatus {
@@ -510,6 +535,7 @@ mod tests {
                 },
                 replace_foreign_associations: false,
                 deletion_policy: crate::crd::DeletionPolicy::Delete,
+                rotation: None,
             },
             previous,
             policies: None,

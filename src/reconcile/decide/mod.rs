@@ -10,12 +10,14 @@ pub mod associations;
 pub mod cleanup;
 pub mod memory;
 pub mod role;
+pub mod rotation;
 
 pub use super::model::{Action, Decision, Desired, Problem};
 use super::observe::Observed;
 use associations::association_actions;
 use memory::{grown_memory, memory_of, shrunk_memory};
 use role::role_actions;
+use rotation::rotation_actions;
 
 /// Decide what brings a live binding to its desired state.
 #[must_use]
@@ -65,10 +67,12 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
     decision.actions.extend(role_actions(desired, profile));
     let memory = memory_of(observed);
     let assoc = association_actions(desired, observed, memory.as_ref());
+    let rotate = rotation_actions(desired, observed, &assoc);
     // Mutations and judging who else uses the profile need its tags: ownership
     // proof first, then the memory of which instances are ours.
     let needs_tags = !decision.actions.is_empty()
         || !assoc.actions.is_empty()
+        || !rotate.is_empty()
         || !observed.other_users.is_empty()
         || !desired.tags_checked;
     if profile.tags.is_none() && needs_tags {
@@ -81,6 +85,7 @@ pub fn decide_apply(desired: &Desired, observed: &Observed) -> Decision {
             .push(Action::RecordInstances { ids, partial });
     }
     decision.actions.extend(assoc.actions);
+    decision.actions.extend(rotate);
     // Remembered instances that are neither selected nor holding our profile
     // any more (terminated, or a crash between disassociating and recording)
     // are forgotten, so the memory never claims a stranger's association.

@@ -13,7 +13,7 @@
 -- Ready=False with neither Stalled nor Reconciling (controllers older than
 -- those conditions, or the final Deleted status): a reason that resolves by
 -- itself (PropagationPending, Reconciling, Throttled, AwsUnavailable,
--- StateChanged, Deleted; Conflict, as earlier builds used it) is Progressing, any other reason Degraded, also while
+-- StateChanged, Rotating, Deleted; Conflict, as earlier builds used it) is Progressing, any other reason Degraded, also while
 -- the binding is being deleted (DeletionBlocked).
 --
 -- Lua 5.1 (Argo CD embeds gopher-lua) and base functions only: a script from
@@ -29,6 +29,7 @@ local transient = {
   Throttled = true,
   AwsUnavailable = true,
   StateChanged = true,
+  Rotating = true,
   Conflict = true,
   Deleted = true,
 }
