@@ -227,6 +227,16 @@ pub struct EngineArgs {
     /// How long a role lookup (GetRole) is reused.
     #[arg(long, env = "IPB_ROLE_CACHE_TTL", default_value = "60s", value_parser = parse_duration, help_heading = "Reconciling")]
     pub role_cache_ttl: Duration,
+    /// Instance profiles to keep free of the account's quota (IAM allows
+    /// 1,000 by default): creating one that would leave fewer is refused
+    /// with QuotaExceeded, naming usage and quota, before IAM refuses it.
+    #[arg(
+        long,
+        env = "IPB_PROFILE_QUOTA_RESERVE",
+        default_value_t = 0,
+        help_heading = "Reconciling"
+    )]
+    pub profile_quota_reserve: u64,
 }
 
 impl EngineArgs {
@@ -241,6 +251,8 @@ impl EngineArgs {
             path_prefix,
             role_cache_ttl: self.role_cache_ttl,
             assume_role_seconds: self.assume_role_seconds()?,
+            profile_quota_reserve: self.profile_quota_reserve,
+            quota_max_age: crate::reconcile::model::QUOTA_MAX_AGE,
         })
     }
 
@@ -623,6 +635,8 @@ impl DoctorArgs {
             path_prefix,
             role_cache_ttl: Duration::from_secs(60),
             assume_role_seconds: crate::aws::assume::MAX_CHAINED_SESSION_SECONDS,
+            profile_quota_reserve: 0,
+            quota_max_age: crate::reconcile::model::QUOTA_MAX_AGE,
         })
     }
 }

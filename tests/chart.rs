@@ -795,6 +795,7 @@ fn iam_policy_is_least_privilege() {
         "iam:ListInstanceProfiles",
         "iam:ListRoles",
         "iam:GetRole",
+        "iam:GetAccountSummary",
         "iam:PassRole",
         "ec2:AssociateIamInstanceProfile",
         "ec2:ReplaceIamInstanceProfileAssociation",

@@ -43,6 +43,7 @@ const ENGINE: &[&str] = &[
     "--concurrency",
     "--role-cache-ttl",
     "--assume-role-duration-seconds",
+    "--profile-quota-reserve",
 ];
 const LOG: &[&str] = &["--log-format", "--log-level"];
 const KUBE: &[&str] = &["--kubeconfig", "--context", "--namespace"];
@@ -158,6 +159,7 @@ fn flags_keep_their_names_where_they_are_used() {
         "--concurrency=3",
         "--role-cache-ttl=5s",
         "--assume-role-duration-seconds=900",
+        "--profile-quota-reserve=5",
     ];
     let parse = |head: &[&str]| {
         let mut argv = vec!["instance-profile-controller"];

@@ -121,6 +121,8 @@ async fn context(endpoint: &str, client: Client) -> Arc<Context> {
             path_prefix: "/ipb/".into(),
             role_cache_ttl: std::time::Duration::from_secs(60),
             assume_role_seconds: 3600,
+            profile_quota_reserve: 0,
+            quota_max_age: std::time::Duration::from_secs(300),
         },
     );
     let (store, _writer) = kube::runtime::reflector::store::<InstanceProfileBinding>();

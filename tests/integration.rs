@@ -23,6 +23,7 @@ mod hardening_io;
 mod install_docs;
 mod moto;
 mod parse_fuzz;
+mod quota;
 mod reliability;
 mod rotation;
 mod scale;

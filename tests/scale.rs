@@ -133,12 +133,18 @@ async fn one_hundred_bindings_stay_within_the_call_budgets() {
         .map(String::as_str)
         .filter(|a| is_read(a))
         .collect();
-    let allowed: BTreeSet<&str> = BULK.iter().copied().chain(["GetRole"]).collect();
+    // And one account summary before the first create (the quota check).
+    let allowed: BTreeSet<&str> = BULK
+        .iter()
+        .copied()
+        .chain(["GetRole", "GetAccountSummary"])
+        .collect();
     assert!(
         reads.is_subset(&allowed),
         "per-binding reads in a cold apply: {calls:?}"
     );
     assert_eq!(count(&calls, "GetRole"), ROLES, "{calls:?}");
+    assert_eq!(count(&calls, "GetAccountSummary"), 1, "{calls:?}");
     let bulk = total(&calls, |a| BULK.contains(&a));
     assert!(
         bulk <= N / 100 + 5,

@@ -104,6 +104,39 @@ impl Aws {
         }
     }
 
+    /// The account's instance profiles and their quota, from
+    /// `GetAccountSummary` (`InstanceProfiles`, `InstanceProfilesQuota`).
+    pub async fn profile_usage(&self) -> Result<(u64, u64), AwsError> {
+        let out = self
+            .call(Family::IamRead, IAM, "GetAccountSummary", || async {
+                self.iam
+                    .get_account_summary()
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(IAM, "GetAccountSummary", &e))
+            })
+            .await?;
+        let map = out.summary_map();
+        let get = |key: &str| {
+            map.and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.as_str() == key)
+                    .map(|(_, v)| u64::try_from(*v).unwrap_or(0))
+            })
+        };
+        match (get("InstanceProfiles"), get("InstanceProfilesQuota")) {
+            (Some(used), Some(quota)) => Ok((used, quota)),
+            _ => Err(AwsError {
+                kind: ErrorKind::Transient,
+                service: IAM,
+                action: "GetAccountSummary",
+                code: "IncompleteSummary".into(),
+                message: "the account summary lacks InstanceProfiles or InstanceProfilesQuota"
+                    .into(),
+            }),
+        }
+    }
+
     /// Creates a profile with its tags in the same call.
     pub async fn create_profile(
         &self,

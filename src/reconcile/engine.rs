@@ -19,6 +19,7 @@ use super::observe::{Observed, Snapshot};
 use super::place::{self, Place};
 use super::policy::Admission;
 use super::propagation::Propagation;
+use super::quota::Quota;
 use super::reason::{Failure, Reason};
 use super::role;
 use super::rotation;
@@ -36,6 +37,8 @@ pub struct Engine {
     pub tags: TagChecks,
     /// When a profile created here may first be associated.
     propagation: Propagation,
+    /// Each account's instance-profile usage and quota.
+    pub quota: Quota,
 }
 
 /// Waits for propagation up to this long happen within the pass (a longer
@@ -75,6 +78,7 @@ impl Engine {
             accounts,
             tags: TagChecks::default(),
             propagation: Propagation::default(),
+            quota: Quota::default(),
         }
     }
 
@@ -307,10 +311,20 @@ impl Engine {
                 report.decision = decision;
                 return;
             }
+            if matches!(action, Action::CreateProfile { .. })
+                && let Err(e) = self.admit_create(aws, report.account.as_deref()).await
+            {
+                report.failure = Some(Failure::Aws(e));
+                report.decision = decision;
+                return;
+            }
+            let (desired, observed) = (&report.desired, &mut report.observed);
             let result = act::execute(aws, desired, observed, &action, dry_run).await;
             if !dry_run {
                 self.learn(desired, observed, &action, &result);
             }
+            self.count_profiles(report.account.as_deref(), &action, &result)
+                .await;
             match result {
                 Ok(Some(record)) => {
                     if !dry_run {
@@ -337,6 +351,56 @@ impl Engine {
             waiting: vec!["(step budget spent)".into()],
             ..decide(&report.desired, &report.observed)
         };
+    }
+
+    /// The quota check before a create: refused (`QuotaExceeded`) when it
+    /// would leave fewer free than the reserve. An account summary that
+    /// cannot be read blocks the create only when a reserve was asked for.
+    async fn admit_create(&self, aws: &Aws, account: Option<&str>) -> Result<(), AwsError> {
+        let reserve = self.config.profile_quota_reserve;
+        let account = account.unwrap_or_default();
+        match self
+            .quota
+            .admit_create(aws, account, reserve, self.config.quota_max_age)
+            .await
+        {
+            Ok(usage) => {
+                if usage.nearly_full() {
+                    tracing::warn!(
+                        account,
+                        used = usage.used,
+                        quota = usage.quota,
+                        "{} of {} instance profiles of the account are in use",
+                        usage.used,
+                        usage.quota
+                    );
+                }
+                Ok(())
+            }
+            Err(e) if e.kind == ErrorKind::QuotaExceeded || reserve > 0 => Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "account summary unread; creating without the quota check");
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps the account's profile count current between summary reads.
+    async fn count_profiles(
+        &self,
+        account: Option<&str>,
+        action: &Action,
+        result: &Result<Option<super::model::ActionRecord>, Stop>,
+    ) {
+        let account = account.unwrap_or_default();
+        match (action, result) {
+            // Admitted and counted before the call (a plan's too: its
+            // later creates see the ones before them).
+            (Action::CreateProfile { .. }, Ok(Some(r))) if r.reason == Reason::CreatedProfile => {}
+            (Action::CreateProfile { .. }, _) => self.quota.counted(account, -1).await,
+            (Action::DeleteProfile, Ok(Some(_))) => self.quota.counted(account, -1).await,
+            _ => {}
+        }
     }
 
     /// What an action's result teaches the propagation pacing.

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod place;
 pub mod policy;
 pub mod propagation;
+pub mod quota;
 pub mod reason;
 pub mod rivals;
 pub mod role;

@@ -255,7 +255,16 @@ pub struct EngineConfig {
     pub role_cache_ttl: Duration,
     /// Session length of cross-account AssumeRole (at most 3600 s: role chaining).
     pub assume_role_seconds: u32,
+    /// Instance profiles kept free of the account's quota: creating one
+    /// that would leave fewer is refused (`QuotaExceeded`).
+    pub profile_quota_reserve: u64,
+    /// How long an account's profile usage (`GetAccountSummary`) is reused.
+    pub quota_max_age: Duration,
 }
+
+/// How long an account's profile usage is reused by default: the default
+/// resync interval (`run` uses its own).
+pub const QUOTA_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// What the act step did, for events, plan output and logs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

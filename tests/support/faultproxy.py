@@ -53,6 +53,11 @@ Config keys (POST /_fault/config merges; unknown keys -> HTTP 400):
                               role without that ExternalId -> 403 AccessDenied
                               (moto checks no trust policy)
     assume_role_denied [[]]   role ARNs whose AssumeRole -> 403 AccessDenied
+    instance_profile_quota [null] IAM's instance profiles per account:
+                              CreateInstanceProfile at or above it -> 409
+                              LimitExceeded, and GetAccountSummary reports it
+                              as InstanceProfilesQuota (moto: 1000, never
+                              enforced); null leaves both to moto
     seed                      (write-only) re-seed the random generator
 
 Call log entries of STS AssumeRole also carry "params": RoleArn,
@@ -105,6 +110,7 @@ DEFAULT_CONFIG = {
     "page_size": None,
     "translate_moto_gaps": True,
     "chained_session_limit": 3600,
+    "instance_profile_quota": None,
     "assume_role_external_ids": {},
     "assume_role_denied": [],
     # Deterministic faults, consumed before the random ones:
@@ -118,6 +124,11 @@ ASSUME_ROLE_LOGGED = ("RoleArn", "RoleSessionName", "DurationSeconds", "External
 
 class ConfigError(ValueError):
     pass
+
+
+QUOTA_ENTRY_RE = re.compile(
+    r"(<key>InstanceProfilesQuota</key>\s*<value>)\d+(</value>)")
+PROFILES_ENTRY_RE = re.compile(r"<key>InstanceProfiles</key>\s*<value>(\d+)</value>")
 
 
 def _num(key, value, minimum=0):
@@ -176,6 +187,11 @@ def validate_config_update(update):
             out[key] = value
         elif key == "chained_session_limit":
             out[key] = None if value is None else _num(key, value, 1)
+        elif key == "instance_profile_quota":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 0):
+                raise ConfigError("instance_profile_quota must be null or a non-negative integer")
+            out[key] = value
         elif key == "assume_role_external_ids":
             if not isinstance(value, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -892,6 +908,16 @@ class Handler(BaseHTTPRequestHandler):
             if resp is not None:
                 return fault or "sts_rule", resp
 
+        # IAM's instance-profile quota, which moto reports but never enforces
+        if (service == "iam" and action == "CreateInstanceProfile"
+                and cfg["instance_profile_quota"] is not None):
+            used = self._profiles_in_use()
+            if used is not None and used >= cfg["instance_profile_quota"]:
+                return fault or "quota", query_error(
+                    "iam", 409, "LimitExceeded",
+                    f"Cannot exceed quota for InstanceProfilesPerAccount: "
+                    f"{cfg['instance_profile_quota']}")
+
         # IAM read-after-write lag for GetInstanceProfile
         if service == "iam" and action == "GetInstanceProfile" and cfg["iam_read_lag_seconds"] > 0:
             name = params.get("InstanceProfileName")
@@ -974,6 +1000,11 @@ class Handler(BaseHTTPRequestHandler):
             return fault, resp
 
         if 200 <= status < 300:
+            if (service == "iam" and action == "GetAccountSummary"
+                    and cfg["instance_profile_quota"] is not None):
+                data = QUOTA_ENTRY_RE.sub(
+                    lambda m: f"{m.group(1)}{cfg['instance_profile_quota']}{m.group(2)}",
+                    data.decode("utf-8", "replace")).encode("utf-8")
             if service == "iam" and action == "CreateInstanceProfile":
                 name = params.get("InstanceProfileName")
                 if name:
@@ -991,6 +1022,18 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "reset_after":
             return fault, None
         return fault, (status, headers, data)
+
+    def _profiles_in_use(self):
+        """moto's count of instance profiles (its GetAccountSummary)."""
+        try:
+            status, _, data = self._forward(
+                "/", b"Action=GetAccountSummary&Version=2010-05-08")
+        except (OSError, http.client.HTTPException):
+            return None
+        if status != 200:
+            return None
+        m = PROFILES_ENTRY_RE.search(data.decode("utf-8", "replace"))
+        return int(m.group(1)) if m else None
 
     def _assume_role_check(self, params, cfg):
         role = params.get("RoleArn", "")

@@ -138,6 +138,7 @@ one item, --name=value, so extraArgs can replace it by name.
 {{- $flags = append $flags (printf "--rate-limit-ec2-read=%s" .Values.rateLimits.ec2Read) }}
 {{- $flags = append $flags (printf "--rate-limit-ec2-write=%s" .Values.rateLimits.ec2Write) }}
 {{- $flags = append $flags (printf "--role-cache-ttl=%s" .Values.roleCacheTtl) }}
+{{- $flags = append $flags (printf "--profile-quota-reserve=%d" (int .Values.profileQuotaReserve)) }}
 {{- $flags = append $flags (printf "--assume-role-duration-seconds=%d" (int .Values.assumeRoleDurationSeconds)) }}
 {{- $flags = append $flags (printf "--log-format=%s" .Values.logging.format) }}
 {{- $flags = append $flags (printf "--log-level=%s" .Values.logging.level) }}
