@@ -2,7 +2,7 @@
 //! same pipeline as file mode, with a shared AWS snapshot, finalizer, status by
 //! server-side apply, events, per-binding backoff, resync and leader election.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::naming::BindingKey;
 use crate::reconcile::Reason;
+use crate::reconcile::cache::{Lookup, SnapshotCache};
 use crate::reconcile::policy::PolicySet;
 use crate::reconcile::rivals::Rivals;
 use crate::reconcile::{Backoffs, BindingInput, Engine, Next, Outcome, Snapshot};
@@ -65,67 +66,6 @@ impl Error {
             Self::Unnamed => "Unnamed".into(),
             Self::CleanupPending { reason, .. } => reason.to_string(),
         }
-    }
-}
-
-/// One shared, coalesced snapshot of AWS: bindings reconciling together wait
-/// for one refresh instead of each reading AWS.
-pub struct SnapshotCache {
-    current: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
-    max_age: Duration,
-}
-
-impl SnapshotCache {
-    #[must_use]
-    pub fn new(max_age: Duration) -> Self {
-        Self {
-            current: tokio::sync::Mutex::new(None),
-            max_age,
-        }
-    }
-
-    /// A snapshot taken after `fresher_than` (when given) and younger than the max age.
-    ///
-    /// # Errors
-    /// AWS errors of the refresh.
-    pub async fn get(
-        &self,
-        engine: &Engine,
-        store: &Store<InstanceProfileBinding>,
-        fresher_than: Option<Instant>,
-    ) -> Result<Arc<Snapshot>, AwsError> {
-        // Holding the lock while refreshing makes concurrent callers share one refresh.
-        let mut guard = self.current.lock().await;
-        if let Some(s) = guard.as_ref()
-            && s.taken_at.elapsed() < self.max_age
-            && fresher_than.is_none_or(|t| s.taken_at >= t)
-        {
-            return Ok(s.clone());
-        }
-        // Whoever waits on the lock gets the new snapshot, so the old one goes
-        // now: two full snapshots at once would double the peak at scale.
-        *guard = None;
-        let bindings = store.state();
-        let paths = engine.snapshot_paths(bindings.iter().map(|b| &b.spec));
-        // Bindings being deleted are nobody's rival: their selection is going.
-        let rivals = Arc::new(Rivals::of_specs(bindings.iter().filter_map(|b| {
-            if b.metadata.deletion_timestamp.is_some() {
-                return None;
-            }
-            Some((
-                BindingKey {
-                    namespace: b.metadata.namespace.clone()?,
-                    name: b.metadata.name.clone()?,
-                },
-                &b.spec,
-            ))
-        })));
-        drop(bindings);
-        let mut fresh = Snapshot::take(&engine.aws, &paths).await?;
-        fresh.rivals = rivals;
-        let fresh = Arc::new(fresh);
-        *guard = Some(fresh.clone());
-        Ok(fresh)
     }
 }
 
@@ -173,7 +113,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
-            snapshots: SnapshotCache::new(snapshot_max_age),
+            snapshots: SnapshotCache::new(Some(snapshot_max_age)),
             store,
             gate: None,
             backoffs: Mutex::new(Backoffs::default()),
@@ -202,6 +142,36 @@ impl Context {
                 })
                 .collect(),
         }))
+    }
+
+    /// A snapshot of this account taken after `fresher_than` (when given),
+    /// listing every binding's path; bindings reconciling together share one.
+    ///
+    /// # Errors
+    /// AWS errors of the refresh.
+    async fn snapshot(&self, fresher_than: Option<Instant>) -> Result<Arc<Snapshot>, AwsError> {
+        // Every binding's path is listed at each refresh, so nobody needs more.
+        let refresh = match self.snapshots.lookup(fresher_than, &BTreeSet::new()).await {
+            Lookup::Fresh(s) => return Ok(s),
+            Lookup::Stale(refresh) => refresh,
+        };
+        let bindings = self.store.state();
+        let paths = self.engine.snapshot_paths(bindings.iter().map(|b| &b.spec));
+        // Bindings being deleted are nobody's rival: their selection is going.
+        let rivals = Arc::new(Rivals::of_specs(bindings.iter().filter_map(|b| {
+            if b.metadata.deletion_timestamp.is_some() {
+                return None;
+            }
+            Some((
+                BindingKey {
+                    namespace: b.metadata.namespace.clone()?,
+                    name: b.metadata.name.clone()?,
+                },
+                &b.spec,
+            ))
+        })));
+        drop(bindings);
+        refresh.take(&self.engine.aws, paths, rivals).await
     }
 
     fn last_write(&self, key: &str) -> Option<Instant> {
@@ -362,11 +332,7 @@ async fn apply(
     let fresher_than = [ctx.last_write(&key), arrived].into_iter().flatten().max();
     // AWS unreadable (denied, unreachable): every binding says so in its
     // status and an event, instead of a log line nobody watching it sees.
-    let outcome = match ctx
-        .snapshots
-        .get(&ctx.engine, &ctx.store, fresher_than)
-        .await
-    {
+    let outcome = match ctx.snapshot(fresher_than).await {
         Ok(snapshot) => ctx.engine.reconcile(&input, &snapshot, false).await,
         Err(e) => ctx.engine.unobserved(&input, e),
     };
@@ -404,11 +370,7 @@ async fn cleanup(
         forget(ctx, &key);
         return Ok(Action::await_change());
     }
-    let outcome = match ctx
-        .snapshots
-        .get(&ctx.engine, &ctx.store, Some(started))
-        .await
-    {
+    let outcome = match ctx.snapshot(Some(started)).await {
         Ok(snapshot) => ctx.engine.cleanup(&input, &snapshot, false).await,
         Err(e) => ctx.engine.unobserved(&input, e),
     };

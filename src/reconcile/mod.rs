@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod act;
 pub mod backoff;
+pub mod cache;
 pub mod decide;
 /// Deletion's decisions, also reachable as `reconcile::cleanup`.
 pub use decide::cleanup;
