@@ -125,23 +125,7 @@ impl Context {
     /// The policies in force now (`None`: gate off).
     fn policy_set(&self) -> Option<Arc<PolicySet>> {
         let (policies, namespaces) = self.gate.as_ref()?;
-        Some(Arc::new(PolicySet {
-            policies: policies
-                .state()
-                .iter()
-                .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.spec.clone()))
-                .collect(),
-            namespace_labels: namespaces
-                .state()
-                .iter()
-                .map(|n| {
-                    (
-                        n.metadata.name.clone().unwrap_or_default(),
-                        n.metadata.labels.clone().unwrap_or_default(),
-                    )
-                })
-                .collect(),
-        }))
+        Some(Arc::new(PolicySet::from_stores(policies, namespaces)))
     }
 
     /// A snapshot of this account taken after `fresher_than` (when given),
