@@ -25,7 +25,7 @@ use crate::crd::{
     API_VERSION, DeletionPolicy, FINALIZER, InstanceProfileBinding, InstanceProfileBindingStatus,
     InstanceProfilePolicy,
 };
-use crate::leader::LeaderElector;
+use crate::leader::{self, LeaderElector, Leadership};
 use crate::metrics::Metrics;
 use crate::naming::BindingKey;
 use crate::reconcile::Reason;
@@ -472,42 +472,6 @@ pub fn error_policy(
     ctx.requeue(&key, next)
 }
 
-fn identity() -> String {
-    std::env::var("POD_NAME")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default();
-            format!(
-                "{}-{}",
-                if host.is_empty() {
-                    "instance-profile-controller"
-                } else {
-                    &host
-                },
-                std::process::id()
-            )
-        })
-}
-
-fn lease_namespace(args: &RunArgs) -> String {
-    args.lease_namespace
-        .clone()
-        .or_else(|| {
-            std::env::var("POD_NAMESPACE")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "default".into())
-}
-
 async fn shutdown_signal(tx: watch::Sender<bool>) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -527,14 +491,6 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
     }
     tracing::info!("shutdown requested; finishing in-flight reconciles");
     let _ = tx.send(true);
-}
-
-async fn wait_for(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Runs the controller until SIGTERM (or lost leadership).
@@ -596,76 +552,30 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
     .map_err(|e| crate::Error::Config(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(shutdown_signal(shutdown_tx.clone()));
+    tokio::spawn(shutdown_signal(shutdown_tx));
     if args.no_leader_election {
         tracing::warn!("running without leader election: only one replica may run");
     }
 
-    let identity = identity();
-    let elector = (!args.no_leader_election).then(|| {
-        Arc::new(LeaderElector::new(
+    let identity = leader::identity();
+    // A standby replica is healthy and ready; it just does not reconcile.
+    ready.store(true, Ordering::Relaxed);
+    let lease = if args.no_leader_election {
+        None
+    } else {
+        let elector = LeaderElector::new(
             client.clone(),
-            &lease_namespace(args),
+            &leader::lease_namespace(args.lease_namespace.as_deref()),
             &args.lease_name,
             &identity,
             args.lease_duration,
-        ))
-    });
-    // A standby replica is healthy and ready; it just does not reconcile.
-    ready.store(true, Ordering::Relaxed);
-    let lost = Arc::new(AtomicBool::new(false));
-    if let Some(elector) = &elector {
-        tracing::info!(identity = %identity, lease = %args.lease_name, "waiting for leadership");
-        loop {
-            if *shutdown_rx.borrow() {
-                return Ok(());
-            }
-            match elector.try_acquire_or_renew().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "leader election"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(elector.retry_period()) => {},
-                () = wait_for(shutdown_rx.clone()) => return Ok(()),
-            }
-        }
-        tracing::info!(identity = %identity, "became leader");
-        metrics.leader.set(1);
-        let (elector, tx, lost, duration) = (
-            elector.clone(),
-            shutdown_tx.clone(),
-            lost.clone(),
-            args.lease_duration,
         );
-        let mut rx = shutdown_rx.clone();
-        tokio::spawn(async move {
-            let mut last_ok = Instant::now();
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(elector.retry_period()) => {},
-                    _ = rx.changed() => return,
-                }
-                match elector.try_acquire_or_renew().await {
-                    Ok(true) => last_ok = Instant::now(),
-                    Ok(false) => {
-                        tracing::error!("leadership lost to another replica; stopping");
-                        lost.store(true, Ordering::Relaxed);
-                        let _ = tx.send(true);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot renew the lease");
-                        if last_ok.elapsed() > duration {
-                            lost.store(true, Ordering::Relaxed);
-                            let _ = tx.send(true);
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-    }
+        let Some(lease) = leader::hold(elector, shutdown_rx.clone()).await else {
+            return Ok(());
+        };
+        metrics.leader.set(1);
+        Some(lease)
+    };
 
     // The cache holds bindings without what the controller never reads
     // (managedFields, kubectl's last-applied copy): about half of each object.
@@ -768,7 +678,7 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
     );
     controller
         .reconcile_all_on(ticks)
-        .graceful_shutdown_on(wait_for(shutdown_rx.clone()))
+        .graceful_shutdown_on(stop(shutdown_rx, lease.as_ref()))
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
@@ -777,19 +687,34 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
         })
         .await;
     metrics.leader.set(0);
-    if let Some(elector) = &elector
-        && !lost.load(Ordering::Relaxed)
-    {
-        if let Err(e) = elector.release().await {
-            tracing::warn!(error = %e, "cannot release the lease");
-        } else {
-            tracing::info!("lease released");
+    match lease {
+        Some(lease) if lease.is_lost() => Err(crate::Error::Kube(
+            "leadership lost; exiting so a fresh start can rejoin the election".into(),
+        )),
+        Some(lease) => {
+            lease.release().await;
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Resolves on shutdown, or when the lease is lost.
+fn stop(
+    mut shutdown: watch::Receiver<bool>,
+    lease: Option<&Leadership>,
+) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let lost = lease.map(Leadership::lost);
+    async move {
+        let lost = async {
+            match lost {
+                Some(lost) => lost.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => {},
+            () = lost => {},
         }
     }
-    if lost.load(Ordering::Relaxed) {
-        return Err(crate::Error::Kube(
-            "leadership lost; exiting so a fresh start can rejoin the election".into(),
-        ));
-    }
-    Ok(())
 }
