@@ -37,8 +37,8 @@ pub struct Context {
     snapshots: SnapshotCache,
     /// Policies and namespaces, when the policy gate is on.
     gate: Option<PolicyStores>,
-    backoffs: Mutex<Backoffs>,
-    last_write: Mutex<HashMap<String, Instant>>,
+    backoffs: Mutex<Backoffs<BindingKey>>,
+    last_write: Mutex<HashMap<BindingKey, Instant>>,
     arrivals: Mutex<Arrivals>,
 }
 
@@ -48,8 +48,8 @@ pub struct Context {
 #[derive(Default)]
 struct Arrivals {
     scanned: Option<Instant>,
-    /// key → (generation, first seen)
-    seen: HashMap<String, (Option<i64>, Instant)>,
+    /// binding → (generation, first seen)
+    seen: HashMap<BindingKey, (Option<i64>, Instant)>,
 }
 
 impl Context {
@@ -128,7 +128,7 @@ impl Context {
         refresh.take(&self.engine.aws, paths, rivals).await
     }
 
-    pub(super) fn last_write(&self, key: &str) -> Option<Instant> {
+    pub(super) fn last_write(&self, key: &BindingKey) -> Option<Instant> {
         self.last_write
             .lock()
             .ok()
@@ -136,7 +136,7 @@ impl Context {
     }
 
     /// When this process first saw `key` at `generation`.
-    pub(super) fn arrival(&self, key: &str, generation: Option<i64>) -> Instant {
+    pub(super) fn arrival(&self, key: &BindingKey, generation: Option<i64>) -> Instant {
         let now = Instant::now();
         let Ok(mut a) = self.arrivals.lock() else {
             return now;
@@ -149,7 +149,10 @@ impl Context {
                 let (Some(ns), Some(name)) = (&b.metadata.namespace, &b.metadata.name) else {
                     continue;
                 };
-                let k = format!("{ns}/{name}");
+                let k = BindingKey {
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                };
                 let g = b.metadata.generation;
                 let at = match a.seen.get(&k) {
                     Some((old, at)) if *old == g => *at,
@@ -163,19 +166,19 @@ impl Context {
         match a.seen.get(key) {
             Some((g, at)) if *g == generation => *at,
             _ => {
-                a.seen.insert(key.to_string(), (generation, now));
+                a.seen.insert(key.clone(), (generation, now));
                 now
             }
         }
     }
 
-    pub(super) fn wrote(&self, key: &str) {
+    pub(super) fn wrote(&self, key: &BindingKey) {
         if let Ok(mut m) = self.last_write.lock() {
-            m.insert(key.to_string(), Instant::now());
+            m.insert(key.clone(), Instant::now());
         }
     }
 
-    pub(super) fn requeue(&self, key: &str, next: Next) -> Action {
+    pub(super) fn requeue(&self, key: &BindingKey, next: Next) -> Action {
         let delay = self
             .backoffs
             .lock()
@@ -185,14 +188,9 @@ impl Context {
     }
 
     /// Drops what is remembered of a binding that is gone.
-    pub(super) fn forget(&self, key: &str) {
-        self.metrics.set_binding_reason(key, None);
-        if let Some((namespace, name)) = key.split_once('/') {
-            self.engine.forget(&BindingKey {
-                namespace: namespace.into(),
-                name: name.into(),
-            });
-        }
+    pub(super) fn forget(&self, key: &BindingKey) {
+        self.metrics.set_binding_reason(&key.to_string(), None);
+        self.engine.forget(key);
         if let Ok(mut b) = self.backoffs.lock() {
             b.forget(key);
         }

@@ -92,11 +92,10 @@ pub fn error_policy(
     err: &finalizer::Error<Error>,
     ctx: Arc<Context>,
 ) -> Action {
-    let key = format!(
-        "{}/{}",
-        b.metadata.namespace.as_deref().unwrap_or_default(),
-        b.name_any()
-    );
+    let key = BindingKey {
+        namespace: b.metadata.namespace.clone().unwrap_or_default(),
+        name: b.name_any(),
+    };
     let next = match err {
         finalizer::Error::ApplyFailed(Error::CleanupPending { next, .. })
         | finalizer::Error::CleanupFailed(Error::CleanupPending { next, .. }) => {
@@ -140,13 +139,13 @@ async fn apply(
     started: Instant,
 ) -> Result<Action, Error> {
     let input = input(&b, ctx.policy_set())?;
-    let key = input.key.to_string();
+    let key = &input.key;
     // A spec the controller has not seen yet gets a snapshot from after it
     // arrived; a binding that just wrote reads what it wrote.
     let spec_changed =
         b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
-    let arrived = spec_changed.then(|| ctx.arrival(&key, b.metadata.generation).min(started));
-    let fresher_than = [ctx.last_write(&key), arrived].into_iter().flatten().max();
+    let arrived = spec_changed.then(|| ctx.arrival(key, b.metadata.generation).min(started));
+    let fresher_than = [ctx.last_write(key), arrived].into_iter().flatten().max();
     // AWS unreadable (denied, unreachable): every binding says so in its
     // status and an event, instead of a log line nobody watching it sees.
     let outcome = match ctx.snapshot(fresher_than).await {
@@ -154,7 +153,7 @@ async fn apply(
         Err(e) => ctx.engine.unobserved(&input, e),
     };
     if !outcome.actions.is_empty() {
-        ctx.wrote(&key);
+        ctx.wrote(key);
     }
     ctx.report_events(&b, &outcome).await;
     // A converged binding's status is what it was: no write, so a resync of
@@ -163,8 +162,8 @@ async fn apply(
         write_status(ctx, &b, &outcome.status).await?;
     }
     ctx.metrics
-        .set_binding_reason(&key, Some(outcome.reason.as_str()));
-    Ok(ctx.requeue(&key, outcome.next))
+        .set_binding_reason(&key.to_string(), Some(outcome.reason.as_str()));
+    Ok(ctx.requeue(key, outcome.next))
 }
 
 async fn cleanup(
@@ -175,7 +174,7 @@ async fn cleanup(
     // Deletion is not gated: it only removes what an allowed binding made.
     // The policies still travel along: a cross-account binding's external id is theirs.
     let input = input(&b, ctx.policy_set())?;
-    let key = input.key.to_string();
+    let key = &input.key;
     if input.spec.deletion_policy == DeletionPolicy::Retain {
         ctx.publish(
             &b,
@@ -184,7 +183,7 @@ async fn cleanup(
             "deletionPolicy Retain: instance profile and associations left in AWS".into(),
         )
         .await;
-        ctx.forget(&key);
+        ctx.forget(key);
         return Ok(Action::await_change());
     }
     let outcome = match ctx.snapshot(Some(started)).await {
@@ -192,12 +191,12 @@ async fn cleanup(
         Err(e) => ctx.engine.unobserved(&input, e),
     };
     if !outcome.actions.is_empty() {
-        ctx.wrote(&key);
+        ctx.wrote(key);
     }
     ctx.report_events(&b, &outcome).await;
     // A profile we cannot prove ours is never touched, and does not hold the binding.
     if outcome.deleted || outcome.reason == Reason::ForeignProfileExists {
-        ctx.forget(&key);
+        ctx.forget(key);
         return Ok(Action::await_change());
     }
     write_status(ctx, &b, &outcome.status).await?;

@@ -106,7 +106,7 @@ pub struct Account {
     home: Aws,
     duration_seconds: u32,
     snapshots: SnapshotCache,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<HashMap<BindingKey, Session>>,
 }
 
 impl Account {
@@ -117,13 +117,12 @@ impl Account {
     /// role can be assumed at all.
     #[must_use]
     pub fn session(&self, key: &BindingKey) -> Aws {
-        let id = key.to_string();
         let mut sessions = match self.sessions.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
         sessions.retain(|_, (used, _, _)| used.elapsed() < SESSION_IDLE);
-        let entry = sessions.entry(id).or_insert_with(|| {
+        let entry = sessions.entry(key.clone()).or_insert_with(|| {
             let credentials = Arc::new(AssumedRole::new(
                 self.home.clone(),
                 self.target.clone(),
@@ -172,7 +171,7 @@ impl Account {
 
     fn forget(&self, key: &BindingKey) {
         if let Ok(mut s) = self.sessions.lock() {
-            s.remove(&key.to_string());
+            s.remove(key);
         }
     }
 }
