@@ -41,11 +41,11 @@ pub enum Error {
 impl Error {
     /// The reason label for metrics.
     #[must_use]
-    pub fn reason(&self) -> String {
+    pub fn reason(&self) -> &'static str {
         match self {
-            Self::Kube(_) => "KubeError".into(),
-            Self::Unnamed => "Unnamed".into(),
-            Self::CleanupPending { reason, .. } => reason.to_string(),
+            Self::Kube(_) => "KubeError",
+            Self::Unnamed => "Unnamed",
+            Self::CleanupPending { reason, .. } => reason.as_str(),
         }
     }
 }
@@ -74,13 +74,15 @@ pub async fn reconcile(
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     let label = match &result {
-        Ok(_) => "ok".to_string(),
+        Ok(_) => "ok",
         Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => e.reason(),
-        Err(_) => "FinalizerError".to_string(),
+        Err(_) => "FinalizerError",
     };
     ctx.metrics
         .reconciles
-        .get_or_create(&ResultLabels { result: label })
+        .get_or_create(&ResultLabels {
+            result: label.into(),
+        })
         .inc();
     result
 }
