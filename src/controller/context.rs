@@ -42,16 +42,6 @@ pub struct Context {
     arrivals: Mutex<Arrivals>,
 }
 
-/// When this process first saw each binding's current generation, from scans
-/// of the store at most every 100 ms: no later than the first reconcile of it,
-/// so bindings that arrive together share one snapshot taken after them all.
-#[derive(Default)]
-struct Arrivals {
-    scanned: Option<Instant>,
-    /// binding → (generation, first seen)
-    seen: HashMap<BindingKey, (Option<i64>, Instant)>,
-}
-
 impl Context {
     #[must_use]
     pub fn new(
@@ -112,22 +102,18 @@ impl Context {
         let bindings = self.store.state();
         let paths = self.engine.snapshot_paths(bindings.iter().map(|b| &b.spec));
         // Bindings being deleted are nobody's rival: their selection is going.
-        let rivals = Arc::new(Rivals::of_specs(bindings.iter().filter_map(|b| {
-            if b.metadata.deletion_timestamp.is_some() {
-                return None;
-            }
-            Some((
-                BindingKey {
-                    namespace: b.metadata.namespace.clone()?,
-                    name: b.metadata.name.clone()?,
-                },
-                &b.spec,
-            ))
-        })));
+        let rivals = Arc::new(Rivals::of_specs(
+            bindings
+                .iter()
+                .filter(|b| b.metadata.deletion_timestamp.is_none())
+                .filter_map(|b| Some((key_of(b)?, &b.spec))),
+        ));
         drop(bindings);
         refresh.take(&self.engine.aws, paths, rivals).await
     }
 
+    /// When a reconcile of `key` last changed AWS: its next snapshot is
+    /// newer, so it reads what it wrote.
     pub(super) fn last_write(&self, key: &BindingKey) -> Option<Instant> {
         self.last_write
             .lock()
@@ -138,46 +124,19 @@ impl Context {
     /// When this process first saw `key` at `generation`.
     pub(super) fn arrival(&self, key: &BindingKey, generation: Option<i64>) -> Instant {
         let now = Instant::now();
-        let Ok(mut a) = self.arrivals.lock() else {
-            return now;
-        };
-        if a.scanned
-            .is_none_or(|t| now.duration_since(t) > Duration::from_millis(100))
-        {
-            let mut seen = HashMap::with_capacity(a.seen.len());
-            for b in self.store.state() {
-                let (Some(ns), Some(name)) = (&b.metadata.namespace, &b.metadata.name) else {
-                    continue;
-                };
-                let k = BindingKey {
-                    namespace: ns.clone(),
-                    name: name.clone(),
-                };
-                let g = b.metadata.generation;
-                let at = match a.seen.get(&k) {
-                    Some((old, at)) if *old == g => *at,
-                    _ => now,
-                };
-                seen.insert(k, (g, at));
-            }
-            a.seen = seen;
-            a.scanned = Some(now);
-        }
-        match a.seen.get(key) {
-            Some((g, at)) if *g == generation => *at,
-            _ => {
-                a.seen.insert(key.clone(), (generation, now));
-                now
-            }
-        }
+        self.arrivals
+            .lock()
+            .map_or(now, |mut a| a.first_seen(&self.store, key, generation, now))
     }
 
+    /// Notes that a reconcile of `key` changed AWS just now.
     pub(super) fn wrote(&self, key: &BindingKey) {
         if let Ok(mut m) = self.last_write.lock() {
             m.insert(key.clone(), Instant::now());
         }
     }
 
+    /// When to look at `key` again, after its backoff when it failed.
     pub(super) fn requeue(&self, key: &BindingKey, next: Next) -> Action {
         let delay = self
             .backoffs
@@ -241,5 +200,121 @@ impl Context {
             self.publish(b, type_, outcome.reason.as_str(), outcome.message.clone())
                 .await;
         }
+    }
+}
+
+/// When this process first saw each binding's current generation, from scans
+/// of the store at most every 100 ms: no later than the first reconcile of it,
+/// so bindings that arrive together share one snapshot taken after them all.
+#[derive(Default)]
+struct Arrivals {
+    scanned: Option<Instant>,
+    /// binding → (generation, first seen)
+    seen: HashMap<BindingKey, (Option<i64>, Instant)>,
+}
+
+impl Arrivals {
+    /// When `key` was first seen at `generation`: by a scan of `store` (made
+    /// again when the last is over 100 ms old), else `now`.
+    fn first_seen(
+        &mut self,
+        store: &Store<InstanceProfileBinding>,
+        key: &BindingKey,
+        generation: Option<i64>,
+        now: Instant,
+    ) -> Instant {
+        if self
+            .scanned
+            .is_none_or(|t| now.duration_since(t) > Duration::from_millis(100))
+        {
+            self.scan(store, now);
+        }
+        match self.seen.get(key) {
+            Some((g, at)) if *g == generation => *at,
+            _ => {
+                self.seen.insert(key.clone(), (generation, now));
+                now
+            }
+        }
+    }
+
+    /// Notes every binding in `store`: a generation seen before keeps its
+    /// time, a new one is seen `now`; bindings gone are forgotten.
+    fn scan(&mut self, store: &Store<InstanceProfileBinding>, now: Instant) {
+        let mut seen = HashMap::with_capacity(self.seen.len());
+        for b in store.state() {
+            let Some(k) = key_of(&b) else {
+                continue;
+            };
+            let g = b.metadata.generation;
+            let at = match self.seen.get(&k) {
+                Some((old, at)) if *old == g => *at,
+                _ => now,
+            };
+            seen.insert(k, (g, at));
+        }
+        self.seen = seen;
+        self.scanned = Some(now);
+    }
+}
+
+/// A binding's key; `None` without a namespace or a name.
+pub(super) fn key_of(b: &InstanceProfileBinding) -> Option<BindingKey> {
+    Some(BindingKey {
+        namespace: b.metadata.namespace.clone()?,
+        name: b.metadata.name.clone()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+
+    fn binding(name: &str, generation: i64) -> InstanceProfileBinding {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+            "kind": "InstanceProfileBinding",
+            "metadata": {"namespace": "team-a", "name": name, "generation": generation},
+            "spec": {"role": "web-app", "instances": {"ids": ["i-0123456789abcdef0"]}},
+        }))
+        .expect("a binding")
+    }
+
+    fn key(name: &str) -> BindingKey {
+        BindingKey {
+            namespace: "team-a".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_generation_arrives_once() {
+        let (store, mut writer) = reflector::store::<InstanceProfileBinding>();
+        writer.apply_watcher_event(&watcher::Event::Apply(binding("web", 1)));
+        let mut arrivals = Arrivals::default();
+        let t0 = Instant::now();
+        let later = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(arrivals.first_seen(&store, &key("web"), Some(1), t0), t0);
+        // Scanned again a second later: still first seen at t0.
+        assert_eq!(
+            arrivals.first_seen(&store, &key("web"), Some(1), later(1)),
+            t0
+        );
+        writer.apply_watcher_event(&watcher::Event::Apply(binding("web", 2)));
+        assert_eq!(
+            arrivals.first_seen(&store, &key("web"), Some(2), later(2)),
+            later(2)
+        );
+        // Not in the store (yet): seen now, and remembered until the next scan.
+        assert_eq!(
+            arrivals.first_seen(&store, &key("db"), Some(1), later(2)),
+            later(2)
+        );
+        assert_eq!(
+            arrivals.first_seen(&store, &key("db"), Some(1), later(2)),
+            later(2)
+        );
     }
 }

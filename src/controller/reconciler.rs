@@ -20,7 +20,7 @@ use crate::naming::BindingKey;
 use crate::reconcile::policy::PolicySet;
 use crate::reconcile::{BackoffClass, BindingInput, Next, Reason};
 
-use super::context::{Context, FIELD_MANAGER};
+use super::context::{Context, FIELD_MANAGER, key_of};
 
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -121,12 +121,8 @@ fn input(
     b: &InstanceProfileBinding,
     policies: Option<Arc<PolicySet>>,
 ) -> Result<BindingInput, Error> {
-    let key = BindingKey {
-        namespace: b.metadata.namespace.clone().ok_or(Error::Unnamed)?,
-        name: b.metadata.name.clone().ok_or(Error::Unnamed)?,
-    };
     Ok(BindingInput {
-        key,
+        key: key_of(b).ok_or(Error::Unnamed)?,
         uid: b.metadata.uid.clone(),
         generation: b.metadata.generation,
         spec: b.spec.clone(),
