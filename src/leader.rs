@@ -124,7 +124,7 @@ impl Leadership {
         let mut lost = self.lost.clone();
         async move {
             // Renewing ended without a loss (shutdown): never.
-            if lost.wait_for(|lost| *lost).await.is_err() {
+            if lost.wait_for(|l| *l).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }

@@ -18,7 +18,7 @@ use crate::crd::{
 use crate::metrics::ResultLabels;
 use crate::naming::BindingKey;
 use crate::reconcile::policy::PolicySet;
-use crate::reconcile::{BackoffClass, BindingInput, Next, Reason};
+use crate::reconcile::{BackoffClass, BindingInput, Next, Outcome, Reason};
 
 use super::context::{Context, FIELD_MANAGER, key_of};
 
@@ -144,16 +144,7 @@ async fn apply(
         b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
     let arrived = spec_changed.then(|| ctx.arrival(key, b.metadata.generation).min(started));
     let fresher_than = [ctx.last_write(key), arrived].into_iter().flatten().max();
-    // AWS unreadable (denied, unreachable): every binding says so in its
-    // status and an event, instead of a log line nobody watching it sees.
-    let outcome = match ctx.snapshot(fresher_than).await {
-        Ok(snapshot) => ctx.engine.reconcile(&input, &snapshot, false).await,
-        Err(e) => ctx.engine.unobserved(&input, e),
-    };
-    if !outcome.actions.is_empty() {
-        ctx.wrote(key);
-    }
-    ctx.report_events(&b, &outcome).await;
+    let outcome = pass(ctx, &b, &input, fresher_than, Pass::Apply).await;
     // A converged binding's status is what it was: no write, so a resync of
     // N converged bindings costs the API server nothing.
     if b.status.as_ref() != Some(&outcome.status) {
@@ -184,14 +175,7 @@ async fn cleanup(
         ctx.forget(key);
         return Ok(Action::await_change());
     }
-    let outcome = match ctx.snapshot(Some(started)).await {
-        Ok(snapshot) => ctx.engine.cleanup(&input, &snapshot, false).await,
-        Err(e) => ctx.engine.unobserved(&input, e),
-    };
-    if !outcome.actions.is_empty() {
-        ctx.wrote(key);
-    }
-    ctx.report_events(&b, &outcome).await;
+    let outcome = pass(ctx, &b, &input, Some(started), Pass::Cleanup).await;
     // A profile we cannot prove ours is never touched, and does not hold the binding.
     if outcome.deleted || outcome.reason == Reason::ForeignProfileExists {
         ctx.forget(key);
@@ -203,6 +187,35 @@ async fn cleanup(
         message: outcome.message,
         next: outcome.next,
     })
+}
+
+#[derive(Clone, Copy)]
+enum Pass {
+    Apply,
+    Cleanup,
+}
+
+/// One pass of the engine over a snapshot taken after `fresher_than` (when
+/// given): its outcome, with a write noted and the events published.
+async fn pass(
+    ctx: &Context,
+    b: &InstanceProfileBinding,
+    input: &BindingInput,
+    fresher_than: Option<Instant>,
+    pass: Pass,
+) -> Outcome {
+    // AWS unreadable (denied, unreachable): every binding says so in its
+    // status and an event, instead of a log line nobody watching it sees.
+    let outcome = match (ctx.snapshot(fresher_than).await, pass) {
+        (Ok(snapshot), Pass::Apply) => ctx.engine.reconcile(input, &snapshot, false).await,
+        (Ok(snapshot), Pass::Cleanup) => ctx.engine.cleanup(input, &snapshot, false).await,
+        (Err(e), _) => ctx.engine.unobserved(input, e),
+    };
+    if !outcome.actions.is_empty() {
+        ctx.wrote(&input.key);
+    }
+    ctx.report_events(b, &outcome).await;
+    outcome
 }
 
 /// The status, by server-side apply with the one field manager.
