@@ -1,12 +1,150 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: only the holder
 //! reconciles; a lease not renewed within its duration can be taken over.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// This replica's name in the Lease: the pod's name, else the host's and the process id.
+#[must_use]
+pub fn identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            format!(
+                "{}-{}",
+                if host.is_empty() {
+                    "instance-profile-controller"
+                } else {
+                    &host
+                },
+                std::process::id()
+            )
+        })
+}
+
+/// The Lease's namespace: `flag` (--lease-namespace), else the pod's, else `default`.
+#[must_use]
+pub fn lease_namespace(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Waits for the lease, then renews it in a background task until `shutdown`
+/// or until it is lost. `None`: shutdown came first.
+pub async fn hold(
+    elector: LeaderElector,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Leadership> {
+    tracing::info!(identity = %elector.identity(), lease = %elector.name, "waiting for leadership");
+    loop {
+        if *shutdown.borrow() {
+            return None;
+        }
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(elector.retry_period()) => {},
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        }
+    }
+    tracing::info!(identity = %elector.identity(), "became leader");
+    let elector = Arc::new(elector);
+    let (lost, lost_rx) = watch::channel(false);
+    tokio::spawn(renew(elector.clone(), shutdown, lost));
+    Some(Leadership {
+        elector,
+        lost: lost_rx,
+    })
+}
+
+/// Renews the lease every retry period until shutdown; says `lost` when
+/// another replica took it, or when renewing failed for a whole lease duration.
+async fn renew(
+    elector: Arc<LeaderElector>,
+    mut shutdown: watch::Receiver<bool>,
+    lost: watch::Sender<bool>,
+) {
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(elector.retry_period()) => {},
+            _ = shutdown.changed() => return,
+        }
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => last_ok = Instant::now(),
+            Ok(false) => {
+                tracing::error!("leadership lost to another replica; stopping");
+                lost.send_replace(true);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the lease");
+                if last_ok.elapsed() > elector.duration {
+                    lost.send_replace(true);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The lease, held: renewed in the background until shutdown or loss.
+pub struct Leadership {
+    elector: Arc<LeaderElector>,
+    lost: watch::Receiver<bool>,
+}
+
+impl Leadership {
+    /// Resolves when the lease is lost.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut lost = self.lost.clone();
+        async move {
+            // Renewing ended without a loss (shutdown): never.
+            if lost.wait_for(|l| *l).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Whether the lease was lost.
+    #[must_use]
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Gives the lease up so another replica takes over at once.
+    pub async fn release(self) {
+        if let Err(e) = self.elector.release().await {
+            tracing::warn!(error = %e, "cannot release the lease");
+        } else {
+            tracing::info!("lease released");
+        }
+    }
+}
 
 pub struct LeaderElector {
     api: Api<Lease>,

@@ -226,8 +226,6 @@ pub struct Aws {
     credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     /// The configuration the clients were built from (for other accounts' clients).
     conf: aws_config::SdkConfig,
-    /// Credentials of an assumed role in another account.
-    pub assumed: bool,
     /// A region came from the flags or the SDK's chain (else us-east-1 was assumed).
     region_found: bool,
 }
@@ -305,7 +303,6 @@ impl Aws {
             metrics,
             credentials: conf.credentials_provider(),
             conf: conf.clone(),
-            assumed: false,
             region_found: conf.region().is_some(),
         }
     }

@@ -15,6 +15,7 @@ use crate::aws::{Aws, AwsError, RoleCache};
 use crate::naming::BindingKey;
 
 use super::Snapshot;
+use super::cache::{Lookup, SnapshotCache};
 
 /// The controller's name in role session names.
 const CONTROLLER: &str = "instance-profile-controller";
@@ -73,7 +74,7 @@ impl Accounts {
                     roles: RoleCache::new(self.role_cache_ttl),
                     home: self.home.clone(),
                     duration_seconds: self.duration_seconds,
-                    snapshot: tokio::sync::Mutex::new(None),
+                    snapshots: SnapshotCache::new(None),
                     sessions: Mutex::new(HashMap::new()),
                 })
             })
@@ -104,8 +105,8 @@ pub struct Account {
     pub roles: RoleCache,
     home: Aws,
     duration_seconds: u32,
-    snapshot: tokio::sync::Mutex<Option<(BTreeSet<String>, Arc<Snapshot>)>>,
-    sessions: Mutex<HashMap<String, Session>>,
+    snapshots: SnapshotCache,
+    sessions: Mutex<HashMap<BindingKey, Session>>,
 }
 
 impl Account {
@@ -116,13 +117,12 @@ impl Account {
     /// role can be assumed at all.
     #[must_use]
     pub fn session(&self, key: &BindingKey) -> Aws {
-        let id = key.to_string();
         let mut sessions = match self.sessions.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
         sessions.retain(|_, (used, _, _)| used.elapsed() < SESSION_IDLE);
-        let entry = sessions.entry(id).or_insert_with(|| {
+        let entry = sessions.entry(key.clone()).or_insert_with(|| {
             let credentials = Arc::new(AssumedRole::new(
                 self.home.clone(),
                 self.target.clone(),
@@ -156,24 +156,22 @@ impl Account {
         not_before: Instant,
         paths: &BTreeSet<String>,
     ) -> Result<Arc<Snapshot>, AwsError> {
-        let mut guard = self.snapshot.lock().await;
-        if let Some((covered, s)) = guard.as_ref()
-            && s.taken_at >= not_before
-            && paths.is_subset(covered)
-        {
-            return Ok(s.clone());
-        }
-        let mut all = guard.as_ref().map(|(c, _)| c.clone()).unwrap_or_default();
+        let refresh = match self.snapshots.lookup(Some(not_before), paths).await {
+            Lookup::Fresh(s) => return Ok(s),
+            Lookup::Stale(refresh) => refresh,
+        };
+        // A refresh lists again what the last one did: bindings under
+        // different paths would otherwise take turns refreshing.
+        let mut all = refresh.listed().clone();
         all.extend(paths.iter().cloned());
         self.check().await?;
-        let fresh = Arc::new(Snapshot::take(&self.aws, &all).await?);
-        *guard = Some((all, fresh.clone()));
-        Ok(fresh)
+        // Rivals are matched in the controller's own account only.
+        refresh.take(&self.aws, all, Arc::default()).await
     }
 
     fn forget(&self, key: &BindingKey) {
         if let Ok(mut s) = self.sessions.lock() {
-            s.remove(&key.to_string());
+            s.remove(key);
         }
     }
 }

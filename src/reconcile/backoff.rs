@@ -2,7 +2,9 @@
 //! jittered exponential backoff per class (kube-runtime has none), and the
 //! propagation poll. Reset when a binding converges.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use super::model::Next;
@@ -15,9 +17,18 @@ use super::reason::BackoffClass;
 /// second (after a first one at 0.5 s), so a binding is Ready within about a
 /// second of the profile becoming visible to EC2 (AWS takes a few seconds,
 /// rarely more); after that, exponential up to 20 s.
-#[derive(Default)]
-pub struct Backoffs {
-    entries: HashMap<String, Entry>,
+///
+/// `K` names a binding: the controller's `BindingKey`, file mode's string.
+pub struct Backoffs<K> {
+    entries: HashMap<K, Entry>,
+}
+
+impl<K> Default for Backoffs<K> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+        }
+    }
 }
 
 struct Entry {
@@ -30,10 +41,14 @@ struct Entry {
 /// How long propagation is polled every second before backing off.
 const PROPAGATION_POLL: Duration = Duration::from_secs(30);
 
-impl Backoffs {
+impl<K: Hash + Eq> Backoffs<K> {
     /// The delay before the next look at `key`, or `None` when the periodic
     /// resync is enough.
-    pub fn next(&mut self, key: &str, next: Next) -> Option<Duration> {
+    pub fn next<Q>(&mut self, key: &Q, next: Next) -> Option<Duration>
+    where
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        K: Borrow<Q>,
+    {
         use backon::BackoffBuilder;
         match next {
             Next::Resync => {
@@ -66,7 +81,7 @@ impl Backoffs {
                             .build(),
                     }
                 };
-                let entry = self.entries.entry(key.to_string()).or_insert_with(fresh);
+                let entry = self.entries.entry(key.to_owned()).or_insert_with(fresh);
                 if entry.class != class {
                     *entry = fresh();
                 }
@@ -86,7 +101,11 @@ impl Backoffs {
         }
     }
 
-    pub fn forget(&mut self, key: &str) {
+    pub fn forget<Q>(&mut self, key: &Q)
+    where
+        Q: Hash + Eq + ?Sized,
+        K: Borrow<Q>,
+    {
         self.entries.remove(key);
     }
 }

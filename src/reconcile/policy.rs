@@ -4,10 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::Store;
+
 use crate::aws::Instance;
+use crate::aws::assume::AssumeTarget;
 use crate::crd::{
-    InstanceProfileBindingSpec, InstanceProfilePolicySpec, LabelSelector, PolicyAccount,
-    SelectorOperator,
+    InstanceProfileBindingSpec, InstanceProfilePolicy, InstanceProfilePolicySpec, LabelSelector,
+    PolicyAccount, SelectorOperator,
 };
 
 /// The policies in force and what is known of namespaces' labels.
@@ -28,6 +32,16 @@ pub enum Admission {
         account: Option<PolicyAccount>,
     },
     Denied(String),
+}
+
+/// The role a policy's `spec.account` says to assume, and how.
+impl From<&PolicyAccount> for AssumeTarget {
+    fn from(a: &PolicyAccount) -> Self {
+        Self {
+            role_arn: a.assume_role_arn.clone(),
+            external_id: a.external_id.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -85,6 +99,31 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
 }
 
 impl PolicySet {
+    /// The policies and namespace labels the controller's caches hold now.
+    #[must_use]
+    pub fn from_stores(
+        policies: &Store<InstanceProfilePolicy>,
+        namespaces: &Store<Namespace>,
+    ) -> Self {
+        Self {
+            policies: policies
+                .state()
+                .iter()
+                .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.spec.clone()))
+                .collect(),
+            namespace_labels: namespaces
+                .state()
+                .iter()
+                .map(|n| {
+                    (
+                        n.metadata.name.clone().unwrap_or_default(),
+                        n.metadata.labels.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     fn covers(&self, policy: &InstanceProfilePolicySpec, namespace: &str) -> bool {
         policy.namespaces.names.iter().any(|n| n == namespace)
             || policy.namespaces.selector.as_ref().is_some_and(|s| {
@@ -248,6 +287,38 @@ mod tests {
                 BTreeMap::from([("tenant".to_string(), "b".to_string())]),
             )]),
         }
+    }
+
+    #[test]
+    fn from_the_controllers_caches() {
+        use kube::runtime::{reflector, watcher};
+        let (policies, mut policy_writer) = reflector::store::<InstanceProfilePolicy>();
+        let (namespaces, mut namespace_writer) = reflector::store::<Namespace>();
+        let p = InstanceProfilePolicy::new("p0", policy(&["team-a"], &["web"]));
+        policy_writer.apply_watcher_event(&watcher::Event::Apply(p));
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some("team-b".into());
+        ns.metadata.labels = Some(BTreeMap::from([("tenant".into(), "b".into())]));
+        namespace_writer.apply_watcher_event(&watcher::Event::Apply(ns));
+        let from = PolicySet::from_stores(&policies, &namespaces);
+        let want = set(vec![policy(&["team-a"], &["web"])]);
+        assert_eq!(from.policies, want.policies);
+        assert_eq!(from.namespace_labels, want.namespace_labels);
+    }
+
+    #[test]
+    fn an_accounts_assume_target() {
+        let a = PolicyAccount {
+            assume_role_arn: "arn:aws:iam::444455556666:role/ipb".into(),
+            external_id: Some("xid".into()),
+        };
+        assert_eq!(
+            AssumeTarget::from(&a),
+            AssumeTarget {
+                role_arn: a.assume_role_arn.clone(),
+                external_id: a.external_id.clone(),
+            }
+        );
     }
 
     #[test]

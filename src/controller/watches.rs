@@ -1,0 +1,148 @@
+//! What the controller watches: bindings, cached without what it never reads;
+//! with the policy gate on, policies and namespaces in caches of their own,
+//! whose changes re-queue the bindings they may affect; and the resync ticks.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::time::Instant;
+
+use crate::crd::{InstanceProfileBinding, InstanceProfilePolicy};
+
+/// The cache of bindings, and the stream of their changes that drives the
+/// controller. The cache holds bindings without what the controller never
+/// reads (managedFields, kubectl's last-applied copy): about half of each object.
+pub fn bindings(
+    api: Api<InstanceProfileBinding>,
+) -> (
+    Store<InstanceProfileBinding>,
+    impl Stream<Item = Result<InstanceProfileBinding, watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store::<InstanceProfileBinding>();
+    let trigger = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .applied_objects();
+    (store, trigger)
+}
+
+/// Drops the fields of a binding the controller never reads from its cache
+/// (managedFields alone are about half of an object; labels and annotations,
+/// kubectl's last-applied copy among them, can be as large again).
+fn slim(b: &mut InstanceProfileBinding) {
+    let m = &mut b.metadata;
+    m.managed_fields = None;
+    m.annotations = None;
+    m.labels = None;
+    m.owner_references = None;
+    m.creation_timestamp = None;
+}
+
+/// The caches the policy gate reads: every policy, and every namespace's labels.
+pub struct PolicyStores {
+    pub policies: Store<InstanceProfilePolicy>,
+    pub namespaces: Store<Namespace>,
+}
+
+impl PolicyStores {
+    /// Starts both caches and waits until both have listed.
+    ///
+    /// # Errors
+    /// Not listed within 60 s (RBAC, most likely).
+    pub async fn start(
+        policies: Api<InstanceProfilePolicy>,
+        namespaces: Api<Namespace>,
+    ) -> crate::Result<Self> {
+        let (policy_store, policy_writer) = reflector::store::<InstanceProfilePolicy>();
+        let (ns_store, ns_writer) = reflector::store::<Namespace>();
+        tokio::spawn(
+            reflector::reflector(
+                policy_writer,
+                watcher::watcher(policies, watcher::Config::default())
+                    .modify(|p| p.metadata.managed_fields = None),
+            )
+            .default_backoff()
+            .for_each(|_| async {}),
+        );
+        tokio::spawn(
+            reflector::reflector(
+                ns_writer,
+                watcher::watcher(namespaces, watcher::Config::default()).modify(|n| {
+                    n.metadata.managed_fields = None;
+                    n.metadata.annotations = None;
+                    n.spec = None;
+                    n.status = None;
+                }),
+            )
+            .default_backoff()
+            .for_each(|_| async {}),
+        );
+        let (a, b) = (policy_store.wait_until_ready(), ns_store.wait_until_ready());
+        if tokio::time::timeout(Duration::from_secs(60), async {
+            a.await.is_ok() && b.await.is_ok()
+        })
+        .await
+            != Ok(true)
+        {
+            return Err(crate::Error::Kube("could not read InstanceProfilePolicies and Namespaces within 60 s (check RBAC: list/watch on both)".into()));
+        }
+        Ok(Self {
+            policies: policy_store,
+            namespaces: ns_store,
+        })
+    }
+}
+
+/// Re-queues the bindings a change may affect (seconds, not a resync): every
+/// binding on a policy change, a namespace's bindings on a change of it.
+pub fn requeue_on_gate_changes(
+    controller: Controller<InstanceProfileBinding>,
+    policies: Api<InstanceProfilePolicy>,
+    namespaces: Api<Namespace>,
+    bindings: &Store<InstanceProfileBinding>,
+) -> Controller<InstanceProfileBinding> {
+    let all = bindings.clone();
+    let in_ns = bindings.clone();
+    controller
+        .watches(
+            policies,
+            watcher::Config::default(),
+            move |_: InstanceProfilePolicy| {
+                all.state()
+                    .iter()
+                    .map(|b| ObjectRef::from_obj(&**b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            namespaces,
+            watcher::Config::default(),
+            move |ns: Namespace| {
+                let name = ns.metadata.name.unwrap_or_default();
+                in_ns
+                    .state()
+                    .iter()
+                    .filter(|b| b.metadata.namespace.as_deref() == Some(name.as_str()))
+                    .map(|b| ObjectRef::from_obj(&**b))
+                    .collect::<Vec<_>>()
+            },
+        )
+}
+
+/// A tick every `interval`, the first one `interval` from now: AWS changes
+/// produce no watch events, so every binding is passed again (design.md §3 step 10).
+pub fn resync_ticks(interval: Duration) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(
+        tokio::time::interval_at(Instant::now() + interval, interval),
+        |mut interval| async move {
+            interval.tick().await;
+            Some(((), interval))
+        },
+    )
+}
