@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::aws::doctor::{CallerIdentity, SimulatedDecision};
+use crate::aws::assume::CallerIdentity;
+use crate::aws::iam::SimulatedDecision;
 use crate::aws::{Association, AssociationState, Aws, AwsError, ErrorKind, Instance, Profile};
 use crate::aws::{RoleInfo, RunState};
 use crate::cli::{DoctorArgs, KubeArgs};

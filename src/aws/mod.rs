@@ -3,7 +3,6 @@
 //! (docs/design.md §5) and counts the call.
 
 pub mod assume;
-pub mod doctor;
 pub mod ec2;
 pub mod errors;
 pub mod iam;
