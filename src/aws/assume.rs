@@ -236,15 +236,13 @@ impl Aws {
             .into_builder()
             .credentials_provider(SharedCredentialsProvider::new(ForwardProvider(credentials)))
             .build();
-        let mut aws = Self::from_conf_with(
+        Self::from_conf_with(
             &conf,
             self.limits,
             limiter,
             self.calls.clone(),
             self.metrics.clone(),
-        );
-        aws.assumed = true;
-        aws
+        )
     }
 
     /// A rate limiter with this process's limits, for another account.

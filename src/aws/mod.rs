@@ -170,16 +170,6 @@ impl CallLog {
             .unwrap_or_default()
     }
 
-    /// Total number of calls to actions that change AWS state.
-    #[must_use]
-    pub fn mutating(&self) -> u64 {
-        self.snapshot()
-            .iter()
-            .filter(|(a, _)| is_mutating(a))
-            .map(|(_, (ok, err))| ok + err)
-            .sum()
-    }
-
     /// One line: `Action=ok[/failed] …`, for `--verbose` and debug logs.
     #[must_use]
     pub fn summary(&self) -> String {
@@ -225,8 +215,6 @@ pub struct Aws {
     credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     /// The configuration the clients were built from (for other accounts' clients).
     conf: aws_config::SdkConfig,
-    /// Credentials of an assumed role in another account.
-    pub assumed: bool,
     /// A region came from the flags or the SDK's chain (else us-east-1 was assumed).
     region_found: bool,
 }
@@ -304,7 +292,6 @@ impl Aws {
             metrics,
             credentials: conf.credentials_provider(),
             conf: conf.clone(),
-            assumed: false,
             region_found: conf.region().is_some(),
         }
     }
