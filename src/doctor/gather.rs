@@ -1,0 +1,364 @@
+//! Reading the facts: the binding from the cluster or a file, then AWS, with
+//! read-only calls only, in a fixed order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::facts::{
+    ClusterView, CouldNotRun, DuplicateScan, Facts, InstanceFacts, PermissionFacts, Read, Relation,
+    RoleFacts, Subject, Target, binding_path,
+};
+use super::permissions::gather_permissions;
+use crate::aws::{Association, AssociationState, Aws, AwsError, ErrorKind, Instance, Profile};
+use crate::cli::KubeArgs;
+use crate::crd::{InstanceProfileBinding, InstanceProfileBindingSpec};
+use crate::naming::{self, BindingKey};
+use crate::reconcile::role::{near_match, role_name};
+use crate::reconcile::{EngineConfig, selector_of};
+
+/// Other profiles whose tags are read when looking for a binding's duplicates.
+const DUPLICATE_SCAN_LIMIT: usize = 100;
+
+/// Reads the target's binding (from the cluster or a file); instances and
+/// profiles need nothing yet.
+pub(super) async fn resolve(target: &Target, cluster: &KubeArgs) -> Result<Subject, CouldNotRun> {
+    match target {
+        Target::Instance(id) => Ok(Subject::Instance { id: id.clone() }),
+        Target::Profile(name) => Ok(Subject::Profile { name: name.clone() }),
+        Target::File(path) => {
+            let bindings = crate::files::load(std::slice::from_ref(path))
+                .map_err(|errors| CouldNotRun::Input(errors.join("\n")))?;
+            let [fb] = bindings.as_slice() else {
+                return Err(CouldNotRun::Input(format!(
+                    "{} holds {} bindings; doctor examines one: keep one in the file, or use --binding NAMESPACE/NAME",
+                    path.display(),
+                    bindings.len()
+                )));
+            };
+            Ok(Subject::Binding {
+                key: BindingKey {
+                    namespace: fb
+                        .binding
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                    name: fb.binding.metadata.name.clone().unwrap_or_default(),
+                },
+                spec: Box::new(fb.binding.spec.clone()),
+                cluster: None,
+                source: fb.source.clone(),
+            })
+        }
+        Target::Binding(key) => {
+            let client = cluster.client().await.map_err(|e| {
+                CouldNotRun::Kubernetes(format!("{e}; or pass the binding's file with -f"))
+            })?;
+            let api: kube::Api<InstanceProfileBinding> =
+                kube::Api::namespaced(client, &key.namespace);
+            let binding = api
+                .get_opt(&key.name)
+                .await
+                .map_err(|e| CouldNotRun::Kubernetes(format!("{key}: {e}")))?
+                .ok_or_else(|| {
+                    CouldNotRun::Input(format!(
+                        "binding {key} not found in the cluster (or the InstanceProfileBinding CRD is not installed)"
+                    ))
+                })?;
+            Ok(Subject::Binding {
+                key: key.clone(),
+                spec: Box::new(binding.spec.clone()),
+                cluster: Some(Box::new(ClusterView {
+                    generation: binding.metadata.generation,
+                    status: binding.status.clone(),
+                })),
+                source: "cluster".into(),
+            })
+        }
+    }
+}
+
+/// Sorts AWS answers: `AccessDenied` is a fact for the checks, anything else
+/// (network, throttling, bad requests) means doctor cannot run.
+fn soft<T>(res: Result<T, AwsError>, denied: &mut Vec<AwsError>) -> Result<Read<T>, CouldNotRun> {
+    match res {
+        Ok(v) => Ok(Read::Got(v)),
+        Err(e) if e.is(ErrorKind::AccessDenied) => {
+            denied.push(e.clone());
+            Ok(Read::Denied(e))
+        }
+        Err(e) => Err(CouldNotRun::from_aws(&e)),
+    }
+}
+
+/// Reads every fact the checks need. Read-only: List, Get, Describe,
+/// GetCallerIdentity and SimulatePrincipalPolicy calls, nothing else.
+///
+/// # Errors
+/// When AWS cannot be reached or rejects the credentials.
+pub(super) async fn gather(
+    aws: &Aws,
+    config: &EngineConfig,
+    subject: Subject,
+    principal_override: Option<&str>,
+    session_duration: Option<String>,
+) -> Result<Facts, CouldNotRun> {
+    let caller = aws
+        .caller_identity()
+        .await
+        .map_err(|e| CouldNotRun::from_aws(&e))?;
+    let mut denied = Vec::new();
+    let cluster_id = config.cluster_id.clone();
+    let (profile_name, profile, duplicates, wanted_role, instances) = match &subject {
+        Subject::Binding { key, spec, .. } => {
+            let name = naming::profile_name(&cluster_id, key);
+            let profile = soft(aws.get_profile(&name).await, &mut denied)?;
+            let mut paths = BTreeSet::new();
+            paths.insert(binding_path(spec, &config.path_prefix, &cluster_id));
+            paths.insert(naming::profile_path(&config.path_prefix, &cluster_id));
+            let scan = scan_duplicates(aws, &cluster_id, key, &name, &paths).await;
+            let duplicates = soft(scan, &mut denied)?;
+            let live = soft(aws.describe_instances().await, &mut denied)?;
+            let assocs = soft(aws.describe_associations().await, &mut denied)?;
+            let instances = match (live, assocs) {
+                (Read::Got(live), Read::Got(assocs)) => {
+                    let current = match &profile {
+                        Read::Got(p) => p.as_ref(),
+                        Read::Denied(_) => None,
+                    };
+                    Read::Got(binding_instances(spec, &name, current, &live, &assocs))
+                }
+                (Read::Denied(e), _) | (_, Read::Denied(e)) => Read::Denied(e),
+            };
+            (
+                Some(name),
+                profile,
+                Some(duplicates),
+                Some(spec.role.clone()),
+                instances,
+            )
+        }
+        Subject::Instance { id } => {
+            let instance = soft(aws.describe_instance(id).await, &mut denied)?;
+            let assocs = soft(aws.describe_associations().await, &mut denied)?;
+            let association = match &assocs {
+                Read::Got(a) => live_association(a, id),
+                Read::Denied(_) => None,
+            };
+            let name = association.as_ref().map(|a| a.profile_name().to_string());
+            let profile = match &name {
+                Some(n) => soft(aws.get_profile(n).await, &mut denied)?,
+                None => Read::Got(None),
+            };
+            let instances = match (instance, assocs) {
+                (Read::Got(instance), Read::Got(_)) => Read::Got(vec![InstanceFacts {
+                    id: id.clone(),
+                    state: instance.map(|i| i.state),
+                    association,
+                    relation: Relation::Requested,
+                }]),
+                (Read::Denied(e), _) | (_, Read::Denied(e)) => Read::Denied(e),
+            };
+            let role = single_role(&profile);
+            (name, profile, None, role, instances)
+        }
+        Subject::Profile { name } => {
+            let profile = soft(aws.get_profile(name).await, &mut denied)?;
+            let live = soft(aws.describe_instances().await, &mut denied)?;
+            let assocs = soft(aws.describe_associations().await, &mut denied)?;
+            let instances = match (live, assocs) {
+                (Read::Got(live), Read::Got(assocs)) => {
+                    let current = match &profile {
+                        Read::Got(p) => p.as_ref(),
+                        Read::Denied(_) => None,
+                    };
+                    Read::Got(profile_holders(name, current, &live, &assocs))
+                }
+                (Read::Denied(e), _) | (_, Read::Denied(e)) => Read::Denied(e),
+            };
+            let role = single_role(&profile);
+            (Some(name.clone()), profile, None, role, instances)
+        }
+    };
+    let role = match wanted_role {
+        Some(wanted) => Some(role_facts(aws, wanted, &mut denied).await?),
+        None => None,
+    };
+    let mut facts = Facts {
+        cluster_id,
+        path_prefix: config.path_prefix.clone(),
+        subject,
+        caller,
+        profile_name,
+        profile,
+        duplicates,
+        role,
+        instances,
+        permissions: PermissionFacts {
+            principal: Err(String::new()),
+            simulation: None,
+            not_simulated: BTreeMap::new(),
+            denied_reads: Vec::new(),
+        },
+        session_duration,
+    };
+    facts.permissions = gather_permissions(aws, &facts, principal_override, denied).await;
+    Ok(facts)
+}
+
+/// The role of a profile that holds exactly one (several are check 2's problem).
+fn single_role(profile: &Read<Option<Profile>>) -> Option<String> {
+    match profile {
+        Read::Got(Some(p)) => p.roles.first().map(|r| r.name.clone()),
+        _ => None,
+    }
+}
+
+async fn role_facts(
+    aws: &Aws,
+    wanted: String,
+    denied: &mut Vec<AwsError>,
+) -> Result<RoleFacts, CouldNotRun> {
+    let found = soft(aws.get_role(role_name(&wanted)).await, denied)?;
+    let near = match &found {
+        Read::Got(None) => match soft(aws.list_role_names().await, denied)? {
+            Read::Got(names) => near_match(role_name(&wanted), &names).map(str::to_string),
+            Read::Denied(_) => None,
+        },
+        _ => None,
+    };
+    Ok(RoleFacts {
+        wanted,
+        found,
+        near,
+    })
+}
+
+/// Profiles under `paths` other than `own_name` whose tags name `key`: the
+/// most likely (same readable prefix) first, at most [`DUPLICATE_SCAN_LIMIT`].
+async fn scan_duplicates(
+    aws: &Aws,
+    cluster_id: &str,
+    key: &BindingKey,
+    own_name: &str,
+    paths: &BTreeSet<String>,
+) -> Result<DuplicateScan, AwsError> {
+    let mut names = BTreeSet::new();
+    for path in paths {
+        for p in aws.list_profiles(path).await? {
+            if p.name != own_name {
+                names.insert(p.name);
+            }
+        }
+    }
+    let readable = format!("ipb-{}.{}-", key.namespace, key.name);
+    let mut ordered: Vec<String> = names.into_iter().collect();
+    ordered.sort_by_key(|n| !n.starts_with(&readable));
+    let mut scan = DuplicateScan {
+        candidates: ordered.len(),
+        ..DuplicateScan::default()
+    };
+    for name in ordered.into_iter().take(DUPLICATE_SCAN_LIMIT) {
+        scan.scanned += 1;
+        if let Some(p) = aws.get_profile(&name).await?
+            && p.tags
+                .as_ref()
+                .is_some_and(|t| naming::tags_prove_ownership(t, cluster_id, key))
+        {
+            scan.owned.push(p);
+        }
+    }
+    Ok(scan)
+}
+
+/// The live association of an instance; during a Replace the one not on its way out.
+pub(super) fn live_association(assocs: &[Association], instance_id: &str) -> Option<Association> {
+    let mut mine = assocs.iter().filter(|a| a.instance_id == instance_id);
+    let first = mine.next()?;
+    Some(
+        std::iter::once(first)
+            .chain(mine)
+            .find(|a| a.state != AssociationState::Disassociating)
+            .unwrap_or(first)
+            .clone(),
+    )
+}
+
+/// The instances a binding selects, and those holding its profile unselected.
+pub(super) fn binding_instances(
+    spec: &InstanceProfileBindingSpec,
+    profile_name: &str,
+    profile: Option<&Profile>,
+    live: &[Instance],
+    assocs: &[Association],
+) -> Vec<InstanceFacts> {
+    let selector = selector_of(spec);
+    let mut out: Vec<InstanceFacts> = live
+        .iter()
+        .filter(|i| selector.matches(i))
+        .map(|i| InstanceFacts {
+            id: i.id.clone(),
+            state: Some(i.state),
+            association: live_association(assocs, &i.id),
+            relation: Relation::Selected,
+        })
+        .collect();
+    for id in &selector.ids {
+        if !live.iter().any(|i| &i.id == id) {
+            out.push(InstanceFacts {
+                id: id.clone(),
+                state: None,
+                association: None,
+                relation: Relation::Selected,
+            });
+        }
+    }
+    let memory = profile
+        .and_then(|p| p.tags.as_ref())
+        .map(naming::instances_from_tags)
+        .unwrap_or_default();
+    let selected: BTreeSet<String> = out.iter().map(|i| i.id.clone()).collect();
+    let holders: BTreeSet<&str> = assocs
+        .iter()
+        .filter(|a| !selected.contains(&a.instance_id))
+        .filter(|a| {
+            a.profile_name() == profile_name || profile.is_some_and(|p| p.id == a.profile_id)
+        })
+        .map(|a| a.instance_id.as_str())
+        .collect();
+    for id in holders {
+        out.push(InstanceFacts {
+            id: id.to_string(),
+            state: live.iter().find(|i| i.id == id).map(|i| i.state),
+            association: live_association(assocs, id),
+            relation: Relation::Unselected {
+                remembered: memory.contains(id),
+            },
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// The instances whose association names the profile (by name or by id).
+fn profile_holders(
+    profile_name: &str,
+    profile: Option<&Profile>,
+    live: &[Instance],
+    assocs: &[Association],
+) -> Vec<InstanceFacts> {
+    let ids: BTreeSet<&str> = assocs
+        .iter()
+        .filter(|a| {
+            a.profile_name() == profile_name || profile.is_some_and(|p| p.id == a.profile_id)
+        })
+        .map(|a| a.instance_id.as_str())
+        .collect();
+    ids.into_iter()
+        .map(|id| InstanceFacts {
+            id: id.to_string(),
+            state: live.iter().find(|i| i.id == id).map(|i| i.state),
+            association: live_association(assocs, id),
+            relation: Relation::Holder,
+        })
+        .collect()
+}
