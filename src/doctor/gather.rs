@@ -1,17 +1,20 @@
 //! Reading the facts: the binding from the cluster or a file, then AWS, with
 //! read-only calls only, in a fixed order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tokio::time::Instant;
 
 use super::facts::{
     ClusterView, CouldNotRun, DuplicateScan, Facts, InstanceFacts, PermissionFacts, Read, Relation,
     RoleFacts, Subject, Target, binding_path,
 };
 use super::permissions::gather_permissions;
-use crate::aws::{Association, AssociationState, Aws, AwsError, ErrorKind, Instance, Profile};
+use crate::aws::{Association, Aws, AwsError, ErrorKind, Instance, Profile};
 use crate::cli::KubeArgs;
 use crate::crd::{InstanceProfileBinding, InstanceProfileBindingSpec};
 use crate::naming::{self, BindingKey};
+use crate::reconcile::observe::{Observed, Snapshot, holders, live_associations};
 use crate::reconcile::role::{near_match, role_name};
 use crate::reconcile::{EngineConfig, selector_of};
 
@@ -141,7 +144,7 @@ pub(super) async fn gather(
             let instance = soft(aws.describe_instance(id).await, &mut denied)?;
             let assocs = soft(aws.describe_associations().await, &mut denied)?;
             let association = match &assocs {
-                Read::Got(a) => live_association(a, id),
+                Read::Got(a) => live_associations(a.clone()).remove(id.as_str()),
                 Read::Denied(_) => None,
             };
             let name = association.as_ref().map(|a| a.profile_name().to_string());
@@ -270,20 +273,9 @@ async fn scan_duplicates(
     Ok(scan)
 }
 
-/// The live association of an instance; during a Replace the one not on its way out.
-pub(super) fn live_association(assocs: &[Association], instance_id: &str) -> Option<Association> {
-    let mut mine = assocs.iter().filter(|a| a.instance_id == instance_id);
-    let first = mine.next()?;
-    Some(
-        std::iter::once(first)
-            .chain(mine)
-            .find(|a| a.state != AssociationState::Disassociating)
-            .unwrap_or(first)
-            .clone(),
-    )
-}
-
-/// The instances a binding selects, and those holding its profile unselected.
+/// The instances a binding selects, sliced from the listings as the
+/// controller's observe step slices them, and those holding its profile
+/// unselected (by any of their associations, a leaving one too).
 pub(super) fn binding_instances(
     spec: &InstanceProfileBindingSpec,
     profile_name: &str,
@@ -291,74 +283,71 @@ pub(super) fn binding_instances(
     live: &[Instance],
     assocs: &[Association],
 ) -> Vec<InstanceFacts> {
-    let selector = selector_of(spec);
-    let mut out: Vec<InstanceFacts> = live
-        .iter()
-        .filter(|i| selector.matches(i))
-        .map(|i| InstanceFacts {
-            id: i.id.clone(),
-            state: Some(i.state),
-            association: live_association(assocs, &i.id),
-            relation: Relation::Selected,
-        })
-        .collect();
-    for id in &selector.ids {
-        if !live.iter().any(|i| &i.id == id) {
-            out.push(InstanceFacts {
-                id: id.clone(),
-                state: None,
-                association: None,
-                relation: Relation::Selected,
-            });
-        }
-    }
+    let snapshot = Snapshot::from_parts(
+        Instant::now(),
+        HashMap::new(),
+        assocs.to_vec(),
+        live.to_vec(),
+    );
+    let observed = Observed::from_snapshot(&snapshot, profile_name, &selector_of(spec));
+    let selected = observed.selected.into_iter().map(|s| InstanceFacts {
+        id: s.instance.id,
+        state: Some(s.instance.state),
+        association: s.association,
+        relation: Relation::Selected,
+    });
+    let missing = observed.missing.into_iter().map(|id| InstanceFacts {
+        id,
+        state: None,
+        association: None,
+        relation: Relation::Selected,
+    });
+    let mut out: Vec<InstanceFacts> = selected.chain(missing).collect();
     let memory = profile
         .and_then(|p| p.tags.as_ref())
         .map(naming::instances_from_tags)
         .unwrap_or_default();
     let selected: BTreeSet<String> = out.iter().map(|i| i.id.clone()).collect();
-    let holders: BTreeSet<&str> = assocs
-        .iter()
-        .filter(|a| !selected.contains(&a.instance_id))
-        .filter(|a| {
-            a.profile_name() == profile_name || profile.is_some_and(|p| p.id == a.profile_id)
-        })
+    let unselected: BTreeSet<&str> = holders(assocs, profile_name, profile)
         .map(|a| a.instance_id.as_str())
+        .filter(|id| !selected.contains(*id))
         .collect();
-    for id in holders {
-        out.push(InstanceFacts {
-            id: id.to_string(),
-            state: live.iter().find(|i| i.id == id).map(|i| i.state),
-            association: live_association(assocs, id),
-            relation: Relation::Unselected {
-                remembered: memory.contains(id),
-            },
-        });
+    for id in unselected {
+        let remembered = memory.contains(id);
+        out.push(as_seen(&snapshot, id, Relation::Unselected { remembered }));
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
 }
 
-/// The instances whose association names the profile (by name or by id).
+/// The instances any of whose associations names the profile (by name or by id).
 fn profile_holders(
     profile_name: &str,
     profile: Option<&Profile>,
     live: &[Instance],
     assocs: &[Association],
 ) -> Vec<InstanceFacts> {
-    let ids: BTreeSet<&str> = assocs
-        .iter()
-        .filter(|a| {
-            a.profile_name() == profile_name || profile.is_some_and(|p| p.id == a.profile_id)
-        })
+    let snapshot = Snapshot::from_parts(
+        Instant::now(),
+        HashMap::new(),
+        assocs.to_vec(),
+        live.to_vec(),
+    );
+    let ids: BTreeSet<&str> = holders(assocs, profile_name, profile)
         .map(|a| a.instance_id.as_str())
         .collect();
     ids.into_iter()
-        .map(|id| InstanceFacts {
-            id: id.to_string(),
-            state: live.iter().find(|i| i.id == id).map(|i| i.state),
-            association: live_association(assocs, id),
-            relation: Relation::Holder,
-        })
+        .map(|id| as_seen(&snapshot, id, Relation::Holder))
         .collect()
+}
+
+/// An instance as the listings show it: its state (`None`: not live) and its
+/// live association.
+fn as_seen(snapshot: &Snapshot, id: &str, relation: Relation) -> InstanceFacts {
+    InstanceFacts {
+        id: id.to_string(),
+        state: snapshot.instances.get(id).map(|i| i.state),
+        association: snapshot.associations.get(id).cloned(),
+        relation,
+    }
 }

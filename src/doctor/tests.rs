@@ -12,7 +12,7 @@ use super::facts::{
     Subject,
 };
 use super::finding::{Check, Finding, Severity};
-use super::gather::{binding_instances, live_association};
+use super::gather::binding_instances;
 use super::permissions::{
     CONTROLLER_POLICY, ResourceKind, check_permissions, policy_actions, simulation_context,
     simulation_resources,
@@ -653,23 +653,6 @@ fn binding_instances_cover_selected_missing_and_unselected_holders() {
             ("i-0000000000000000f", Relation::Selected, false),
         ]
     );
-}
-
-#[test]
-fn live_association_prefers_the_one_not_leaving() {
-    let p = profile("x", "AIPA", &[], false);
-    let mut leaving = assoc("i-1", &p, "OLD");
-    leaving.state = AssociationState::Disassociating;
-    let new = assoc("i-1", &p, "NEW");
-    assert_eq!(
-        live_association(&[leaving.clone(), new], "i-1").map(|a| a.profile_id),
-        Some("NEW".into())
-    );
-    assert_eq!(
-        live_association(&[leaving], "i-1").map(|a| a.profile_id),
-        Some("OLD".into())
-    );
-    assert!(live_association(&[], "i-1").is_none());
 }
 
 #[test]
