@@ -253,7 +253,7 @@ async fn scan_duplicates(
             }
         }
     }
-    let readable = format!("ipb-{}.{}-", key.namespace, key.name);
+    let readable = naming::readable_prefix(key);
     let mut ordered: Vec<String> = names.into_iter().collect();
     ordered.sort_by_key(|n| !n.starts_with(&readable));
     let mut scan = DuplicateScan {
