@@ -423,6 +423,20 @@ impl Aws {
     }
 }
 
+/// A policy element that IAM takes as one string or a list of them (`Action`,
+/// `Resource`, a principal's `Service`), as a list; anything else as none.
+#[must_use]
+pub fn policy_strings(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Whether a trust policy (JSON, possibly URL-encoded as IAM returns it) lets
 /// `ec2.amazonaws.com` call `sts:AssumeRole`.
 #[must_use]
@@ -444,25 +458,15 @@ pub fn trust_allows_ec2(document: &str) -> bool {
         Some(s @ serde_json::Value::Object(_)) => vec![s.clone()],
         _ => return false,
     };
-    let as_list = |v: Option<&serde_json::Value>| -> Vec<String> {
-        match v {
-            Some(serde_json::Value::String(s)) => vec![s.clone()],
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
     statements.iter().any(|s| {
         let allow = s.get("Effect").and_then(|e| e.as_str()) == Some("Allow");
-        let action = as_list(s.get("Action"))
+        let action = policy_strings(s.get("Action"))
             .iter()
             .any(|a| a == "sts:AssumeRole" || a == "sts:*" || a == "*");
         let principal = s.get("Principal");
         let ec2 = principal.is_some_and(|p| {
             p.as_str() == Some("*")
-                || as_list(p.get("Service"))
+                || policy_strings(p.get("Service"))
                     .iter()
                     .any(|svc| svc == "ec2.amazonaws.com" || svc == "ec2.amazonaws.com.cn")
         });

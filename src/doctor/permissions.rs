@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::facts::{Facts, PermissionFacts, Read, Subject, binding_path};
 use super::finding::{Check, Finding};
-use crate::aws::iam::SimulatedDecision;
+use crate::aws::iam::{SimulatedDecision, policy_strings};
 use crate::aws::{Aws, AwsError, ErrorKind};
 use crate::naming;
 use crate::reconcile::Reason;
@@ -83,23 +83,13 @@ pub(super) fn policy_actions(policy: &str) -> Vec<PolicyAction> {
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
         return Vec::new();
     };
-    let strings = |v: Option<&serde_json::Value>| -> Vec<String> {
-        match v {
-            Some(serde_json::Value::String(s)) => vec![s.clone()],
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
     let mut out: Vec<PolicyAction> = Vec::new();
     for st in doc["Statement"].as_array().into_iter().flatten() {
         let sid = st["Sid"].as_str().unwrap_or_default();
         if sid.starts_with(OPTIONAL_SID_PREFIX) || st["Effect"] != "Allow" {
             continue;
         }
-        let resource = strings(st.get("Resource"))
+        let resource = policy_strings(st.get("Resource"))
             .first()
             .map_or(ResourceKind::Any, |r| {
                 if r.contains(":instance-profile/") {
@@ -112,7 +102,7 @@ pub(super) fn policy_actions(policy: &str) -> Vec<PolicyAction> {
                     ResourceKind::Any
                 }
             });
-        for action in strings(st.get("Action")) {
+        for action in policy_strings(st.get("Action")) {
             if !out.iter().any(|a| a.action == action) {
                 out.push(PolicyAction {
                     sid: sid.to_string(),
