@@ -38,15 +38,7 @@ pub(super) async fn resolve(target: &Target, cluster: &KubeArgs) -> Result<Subje
                 )));
             };
             Ok(Subject::Binding {
-                key: BindingKey {
-                    namespace: fb
-                        .binding
-                        .metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into()),
-                    name: fb.binding.metadata.name.clone().unwrap_or_default(),
-                },
+                key: fb.key(),
                 spec: Box::new(fb.binding.spec.clone()),
                 cluster: None,
                 source: fb.source.clone(),
