@@ -4,16 +4,13 @@
 
 use super::facts::{Facts, Read, RoleFacts, Subject};
 use super::finding::{Check, Finding, could_not_read};
+use crate::aws::assume::{MAX_CHAINED_SESSION_SECONDS, MIN_SESSION_SECONDS};
+use crate::cli::{SessionError, session_seconds};
 use crate::reconcile::Reason;
 use crate::reconcile::role::role_name;
 
 /// Environment variable naming the session length of a chained AssumeRole.
 pub(super) const SESSION_DURATION_ENV: &str = "IPB_ASSUME_ROLE_DURATION_SECONDS";
-
-/// Role chaining caps a session at one hour; STS's floor is 15 minutes.
-const MAX_CHAINED_SESSION_SECONDS: u64 = 3600;
-
-const MIN_SESSION_SECONDS: u64 = 900;
 
 /// What the controller reports in the binding's status.
 #[must_use]
@@ -246,13 +243,13 @@ pub(super) fn check_session_duration(value: Option<&str>) -> Finding {
         "set {SESSION_DURATION_ENV} to between {MIN_SESSION_SECONDS} and {MAX_CHAINED_SESSION_SECONDS} seconds"
     );
     // The controller's own rule (`run` refuses to start on what it refuses).
-    let f = match crate::cli::session_seconds(raw) {
-        Err(crate::cli::SessionError::NotSeconds) => Finding::problem(
+    let f = match session_seconds(raw) {
+        Err(SessionError::NotSeconds) => Finding::problem(
             Check::SessionDuration,
             format!("{SESSION_DURATION_ENV}={raw:?} is not a number of seconds"),
             fix,
         ),
-        Err(crate::cli::SessionError::OverChainLimit(s)) => Finding::problem(
+        Err(SessionError::OverChainLimit(s)) => Finding::problem(
             Check::SessionDuration,
             format!(
                 "a chained role session asks for {s} s; role chaining caps sessions at {MAX_CHAINED_SESSION_SECONDS} s and STS rejects more (ValidationError: DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining)"
@@ -260,7 +257,7 @@ pub(super) fn check_session_duration(value: Option<&str>) -> Finding {
             fix,
         )
         .with("awsError", "ValidationError"),
-        Err(crate::cli::SessionError::BelowMinimum(s)) => Finding::problem(
+        Err(SessionError::BelowMinimum(s)) => Finding::problem(
             Check::SessionDuration,
             format!("a role session of {s} s is below STS's minimum of {MIN_SESSION_SECONDS} s"),
             fix,
