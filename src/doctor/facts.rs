@@ -73,6 +73,31 @@ pub(super) enum Read<T> {
     Denied(AwsError),
 }
 
+impl<T> Read<T> {
+    /// What was read, if it was.
+    pub(super) fn got(&self) -> Option<&T> {
+        match self {
+            Self::Got(v) => Some(v),
+            Self::Denied(_) => None,
+        }
+    }
+
+    /// Both reads, or the first refusal.
+    pub(super) fn and<U>(self, other: Read<U>) -> Read<(T, U)> {
+        match (self, other) {
+            (Self::Got(a), Read::Got(b)) => Read::Got((a, b)),
+            (Self::Denied(e), _) | (_, Read::Denied(e)) => Read::Denied(e),
+        }
+    }
+
+    pub(super) fn map<U>(self, f: impl FnOnce(T) -> U) -> Read<U> {
+        match self {
+            Self::Got(v) => Read::Got(f(v)),
+            Self::Denied(e) => Read::Denied(e),
+        }
+    }
+}
+
 /// Other profiles under a binding's path whose tags name the same binding.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct DuplicateScan {
@@ -150,10 +175,7 @@ pub(super) struct Facts {
 
 impl Facts {
     pub(super) fn current_profile(&self) -> Option<&Profile> {
-        match &self.profile {
-            Read::Got(Some(p)) => Some(p),
-            _ => None,
-        }
+        self.profile.got().and_then(Option::as_ref)
     }
 
     pub(super) fn cluster_path(&self) -> String {

@@ -102,92 +102,27 @@ pub(super) async fn gather(
         .await
         .map_err(|e| CouldNotRun::from_aws(&e))?;
     let mut denied = Vec::new();
-    let cluster_id = config.cluster_id.clone();
-    let (profile_name, profile, duplicates, wanted_role, instances) = match &subject {
+    let seen = match &subject {
         Subject::Binding { key, spec, .. } => {
-            let name = naming::profile_name(&cluster_id, key);
-            let profile = soft(aws.get_profile(&name).await, &mut denied)?;
-            let mut paths = BTreeSet::new();
-            paths.insert(binding_path(spec, &config.path_prefix, &cluster_id));
-            paths.insert(naming::profile_path(&config.path_prefix, &cluster_id));
-            let scan = scan_duplicates(aws, &cluster_id, key, &name, &paths).await;
-            let duplicates = soft(scan, &mut denied)?;
-            let live = soft(aws.describe_instances().await, &mut denied)?;
-            let assocs = soft(aws.describe_associations().await, &mut denied)?;
-            let instances = match (live, assocs) {
-                (Read::Got(live), Read::Got(assocs)) => {
-                    let current = match &profile {
-                        Read::Got(p) => p.as_ref(),
-                        Read::Denied(_) => None,
-                    };
-                    Read::Got(binding_instances(spec, &name, current, &live, &assocs))
-                }
-                (Read::Denied(e), _) | (_, Read::Denied(e)) => Read::Denied(e),
-            };
-            (
-                Some(name),
-                profile,
-                Some(duplicates),
-                Some(spec.role.clone()),
-                instances,
-            )
+            read_binding(aws, config, key, spec, &mut denied).await?
         }
-        Subject::Instance { id } => {
-            let instance = soft(aws.describe_instance(id).await, &mut denied)?;
-            let assocs = soft(aws.describe_associations().await, &mut denied)?;
-            let association = match &assocs {
-                Read::Got(a) => live_associations(a.clone()).remove(id.as_str()),
-                Read::Denied(_) => None,
-            };
-            let name = association.as_ref().map(|a| a.profile_name().to_string());
-            let profile = match &name {
-                Some(n) => soft(aws.get_profile(n).await, &mut denied)?,
-                None => Read::Got(None),
-            };
-            let instances = match (instance, assocs) {
-                (Read::Got(instance), Read::Got(_)) => Read::Got(vec![InstanceFacts {
-                    id: id.clone(),
-                    state: instance.map(|i| i.state),
-                    association,
-                    relation: Relation::Requested,
-                }]),
-                (Read::Denied(e), _) | (_, Read::Denied(e)) => Read::Denied(e),
-            };
-            let role = single_role(&profile);
-            (name, profile, None, role, instances)
-        }
-        Subject::Profile { name } => {
-            let profile = soft(aws.get_profile(name).await, &mut denied)?;
-            let live = soft(aws.describe_instances().await, &mut denied)?;
-            let assocs = soft(aws.describe_associations().await, &mut denied)?;
-            let instances = match (live, assocs) {
-                (Read::Got(live), Read::Got(assocs)) => {
-                    let current = match &profile {
-                        Read::Got(p) => p.as_ref(),
-                        Read::Denied(_) => None,
-                    };
-                    Read::Got(profile_holders(name, current, &live, &assocs))
-                }
-                (Read::Denied(e), _) | (_, Read::Denied(e)) => Read::Denied(e),
-            };
-            let role = single_role(&profile);
-            (Some(name.clone()), profile, None, role, instances)
-        }
+        Subject::Instance { id } => read_instance(aws, id, &mut denied).await?,
+        Subject::Profile { name } => read_profile(aws, name, &mut denied).await?,
     };
-    let role = match wanted_role {
+    let role = match seen.wanted_role {
         Some(wanted) => Some(role_facts(aws, wanted, &mut denied).await?),
         None => None,
     };
     let mut facts = Facts {
-        cluster_id,
+        cluster_id: config.cluster_id.clone(),
         path_prefix: config.path_prefix.clone(),
         subject,
         caller,
-        profile_name,
-        profile,
-        duplicates,
+        profile_name: seen.profile_name,
+        profile: seen.profile,
+        duplicates: seen.duplicates,
         role,
-        instances,
+        instances: seen.instances,
         permissions: PermissionFacts {
             principal: Err(String::new()),
             simulation: None,
@@ -200,12 +135,108 @@ pub(super) async fn gather(
     Ok(facts)
 }
 
+/// What the reads of one subject found: all the facts but the role's and
+/// the permissions'.
+struct Seen {
+    profile_name: Option<String>,
+    profile: Read<Option<Profile>>,
+    duplicates: Option<Read<DuplicateScan>>,
+    /// The role to look up: the binding's, or the one the profile holds.
+    wanted_role: Option<String>,
+    instances: Read<Vec<InstanceFacts>>,
+}
+
+/// A binding: its profile by the deterministic name, duplicates of it, the
+/// instances it selects and those holding its profile.
+async fn read_binding(
+    aws: &Aws,
+    config: &EngineConfig,
+    key: &BindingKey,
+    spec: &InstanceProfileBindingSpec,
+    denied: &mut Vec<AwsError>,
+) -> Result<Seen, CouldNotRun> {
+    let cluster_id = &config.cluster_id;
+    let name = naming::profile_name(cluster_id, key);
+    let profile = soft(aws.get_profile(&name).await, denied)?;
+    let mut paths = BTreeSet::new();
+    paths.insert(binding_path(spec, &config.path_prefix, cluster_id));
+    paths.insert(naming::profile_path(&config.path_prefix, cluster_id));
+    let scan = scan_duplicates(aws, cluster_id, key, &name, &paths).await;
+    let duplicates = soft(scan, denied)?;
+    let live = soft(aws.describe_instances().await, denied)?;
+    let assocs = soft(aws.describe_associations().await, denied)?;
+    let current = profile.got().and_then(Option::as_ref);
+    let instances = live
+        .and(assocs)
+        .map(|(live, assocs)| binding_instances(spec, &name, current, &live, &assocs));
+    Ok(Seen {
+        profile_name: Some(name),
+        profile,
+        duplicates: Some(duplicates),
+        wanted_role: Some(spec.role.clone()),
+        instances,
+    })
+}
+
+/// An instance: its state, its live association, and the profile that names.
+async fn read_instance(
+    aws: &Aws,
+    id: &str,
+    denied: &mut Vec<AwsError>,
+) -> Result<Seen, CouldNotRun> {
+    let instance = soft(aws.describe_instance(id).await, denied)?;
+    let assocs = soft(aws.describe_associations().await, denied)?;
+    let association = assocs
+        .got()
+        .and_then(|a| live_associations(a.clone()).remove(id));
+    let name = association.as_ref().map(|a| a.profile_name().to_string());
+    let profile = match &name {
+        Some(n) => soft(aws.get_profile(n).await, denied)?,
+        None => Read::Got(None),
+    };
+    let instances = instance.and(assocs).map(|(instance, _)| {
+        vec![InstanceFacts {
+            id: id.to_string(),
+            state: instance.map(|i| i.state),
+            association,
+            relation: Relation::Requested,
+        }]
+    });
+    Ok(Seen {
+        wanted_role: single_role(&profile),
+        profile_name: name,
+        profile,
+        duplicates: None,
+        instances,
+    })
+}
+
+/// A profile by name, and the instances holding it.
+async fn read_profile(
+    aws: &Aws,
+    name: &str,
+    denied: &mut Vec<AwsError>,
+) -> Result<Seen, CouldNotRun> {
+    let profile = soft(aws.get_profile(name).await, denied)?;
+    let live = soft(aws.describe_instances().await, denied)?;
+    let assocs = soft(aws.describe_associations().await, denied)?;
+    let current = profile.got().and_then(Option::as_ref);
+    let instances = live
+        .and(assocs)
+        .map(|(live, assocs)| profile_holders(name, current, &live, &assocs));
+    Ok(Seen {
+        profile_name: Some(name.to_string()),
+        wanted_role: single_role(&profile),
+        profile,
+        duplicates: None,
+        instances,
+    })
+}
+
 /// The role of a profile that holds exactly one (several are check 2's problem).
 fn single_role(profile: &Read<Option<Profile>>) -> Option<String> {
-    match profile {
-        Read::Got(Some(p)) => p.roles.first().map(|r| r.name.clone()),
-        _ => None,
-    }
+    let p = profile.got().and_then(Option::as_ref)?;
+    p.roles.first().map(|r| r.name.clone())
 }
 
 async fn role_facts(
@@ -267,7 +298,7 @@ async fn scan_duplicates(
 
 /// The instances a binding selects, sliced from the listings as the
 /// controller's observe step slices them, and those holding its profile
-/// unselected (by any of their associations, a leaving one too).
+/// unselected.
 pub(super) fn binding_instances(
     spec: &InstanceProfileBindingSpec,
     profile_name: &str,
@@ -275,12 +306,7 @@ pub(super) fn binding_instances(
     live: &[Instance],
     assocs: &[Association],
 ) -> Vec<InstanceFacts> {
-    let snapshot = Snapshot::from_parts(
-        Instant::now(),
-        HashMap::new(),
-        assocs.to_vec(),
-        live.to_vec(),
-    );
+    let snapshot = listings(live, assocs);
     let observed = Observed::from_snapshot(&snapshot, profile_name, &selector_of(spec));
     let selected = observed.selected.into_iter().map(|s| InstanceFacts {
         id: s.instance.id,
@@ -300,36 +326,50 @@ pub(super) fn binding_instances(
         .map(naming::instances_from_tags)
         .unwrap_or_default();
     let selected: BTreeSet<String> = out.iter().map(|i| i.id.clone()).collect();
-    let unselected: BTreeSet<&str> = holders(assocs, profile_name, profile)
-        .map(|a| a.instance_id.as_str())
-        .filter(|id| !selected.contains(*id))
-        .collect();
-    for id in unselected {
-        let remembered = memory.contains(id);
-        out.push(as_seen(&snapshot, id, Relation::Unselected { remembered }));
+    for id in holder_ids(assocs, profile_name, profile) {
+        if !selected.contains(id) {
+            let remembered = memory.contains(id);
+            out.push(as_seen(&snapshot, id, Relation::Unselected { remembered }));
+        }
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
 }
 
-/// The instances any of whose associations names the profile (by name or by id).
+/// The instances holding the profile.
 fn profile_holders(
     profile_name: &str,
     profile: Option<&Profile>,
     live: &[Instance],
     assocs: &[Association],
 ) -> Vec<InstanceFacts> {
-    let snapshot = Snapshot::from_parts(
+    let snapshot = listings(live, assocs);
+    holder_ids(assocs, profile_name, profile)
+        .into_iter()
+        .map(|id| as_seen(&snapshot, id, Relation::Holder))
+        .collect()
+}
+
+/// The two listings as observe holds them (doctor reads the one profile it
+/// examines itself).
+fn listings(live: &[Instance], assocs: &[Association]) -> Snapshot {
+    Snapshot::from_parts(
         Instant::now(),
         HashMap::new(),
         assocs.to_vec(),
         live.to_vec(),
-    );
-    let ids: BTreeSet<&str> = holders(assocs, profile_name, profile)
+    )
+}
+
+/// The instances any of whose associations holds the profile, a leaving one
+/// too: doctor reports an instance on its way off the profile.
+fn holder_ids<'a>(
+    assocs: &'a [Association],
+    profile_name: &str,
+    profile: Option<&Profile>,
+) -> BTreeSet<&'a str> {
+    holders(assocs, profile_name, profile)
         .map(|a| a.instance_id.as_str())
-        .collect();
-    ids.into_iter()
-        .map(|id| as_seen(&snapshot, id, Relation::Holder))
         .collect()
 }
 
