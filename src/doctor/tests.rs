@@ -656,22 +656,6 @@ fn binding_instances_cover_selected_missing_and_unselected_holders() {
 }
 
 #[test]
-fn flag_values_are_checked() {
-    use crate::cli::{parse_binding_ref, parse_instance_id, parse_profile_name};
-    assert_eq!(parse_binding_ref("team-a/web"), Ok(key()));
-    for bad in ["web", "/web", "team-a/", "a/b/c"] {
-        assert!(parse_binding_ref(bad).is_err(), "{bad}");
-    }
-    assert!(parse_instance_id("i-0123456789abcdef0").is_ok());
-    assert!(parse_instance_id("i-01234567").is_ok());
-    assert!(parse_instance_id("i-xyz").is_err());
-    assert!(parse_instance_id("0123456789abcdef0").is_err());
-    assert!(parse_profile_name("ipb-team-a.web-0123").is_ok());
-    assert!(parse_profile_name("bad name").is_err());
-    assert!(parse_profile_name("").is_err());
-}
-
-#[test]
 fn report_renders_and_counts() {
     let mut f = healthy();
     f.role = Some(role("web-app", false));
