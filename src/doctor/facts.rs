@@ -98,6 +98,13 @@ impl<T> Read<T> {
     }
 }
 
+impl<T> Read<Option<T>> {
+    /// What was read, when it was and it exists.
+    pub(super) fn found(&self) -> Option<&T> {
+        self.got().and_then(Option::as_ref)
+    }
+}
+
 /// Other profiles under a binding's path whose tags name the same binding.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct DuplicateScan {
@@ -175,7 +182,7 @@ pub(super) struct Facts {
 
 impl Facts {
     pub(super) fn current_profile(&self) -> Option<&Profile> {
-        self.profile.got().and_then(Option::as_ref)
+        self.profile.found()
     }
 
     pub(super) fn cluster_path(&self) -> String {

@@ -163,12 +163,9 @@ async fn read_binding(
     paths.insert(naming::profile_path(&config.path_prefix, cluster_id));
     let scan = scan_duplicates(aws, cluster_id, key, &name, &paths).await;
     let duplicates = soft(scan, denied)?;
-    let live = soft(aws.describe_instances().await, denied)?;
-    let assocs = soft(aws.describe_associations().await, denied)?;
-    let current = profile.got().and_then(Option::as_ref);
-    let instances = live
-        .and(assocs)
-        .map(|(live, assocs)| binding_instances(spec, &name, current, &live, &assocs));
+    let instances = read_listings(aws, denied)
+        .await?
+        .map(|(live, assocs)| binding_instances(spec, &name, profile.found(), &live, &assocs));
     Ok(Seen {
         profile_name: Some(name),
         profile,
@@ -218,12 +215,9 @@ async fn read_profile(
     denied: &mut Vec<AwsError>,
 ) -> Result<Seen, CouldNotRun> {
     let profile = soft(aws.get_profile(name).await, denied)?;
-    let live = soft(aws.describe_instances().await, denied)?;
-    let assocs = soft(aws.describe_associations().await, denied)?;
-    let current = profile.got().and_then(Option::as_ref);
-    let instances = live
-        .and(assocs)
-        .map(|(live, assocs)| profile_holders(name, current, &live, &assocs));
+    let instances = read_listings(aws, denied)
+        .await?
+        .map(|(live, assocs)| profile_holders(name, profile.found(), &live, &assocs));
     Ok(Seen {
         profile_name: Some(name.to_string()),
         wanted_role: single_role(&profile),
@@ -233,9 +227,20 @@ async fn read_profile(
     })
 }
 
+/// Every live instance and every live association (observe's two bulk
+/// listings), or the first refusal.
+async fn read_listings(
+    aws: &Aws,
+    denied: &mut Vec<AwsError>,
+) -> Result<Read<(Vec<Instance>, Vec<Association>)>, CouldNotRun> {
+    let live = soft(aws.describe_instances().await, denied)?;
+    let assocs = soft(aws.describe_associations().await, denied)?;
+    Ok(live.and(assocs))
+}
+
 /// The role of a profile that holds exactly one (several are check 2's problem).
 fn single_role(profile: &Read<Option<Profile>>) -> Option<String> {
-    let p = profile.got().and_then(Option::as_ref)?;
+    let p = profile.found()?;
     p.roles.first().map(|r| r.name.clone())
 }
 
