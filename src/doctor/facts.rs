@@ -66,7 +66,8 @@ pub(super) enum Subject {
     },
 }
 
-/// A read that the credentials in use were not allowed to make.
+/// The answer to one read: what it got, or the `AccessDenied` that refused it
+/// (a fact for the checks, not a reason to stop).
 #[derive(Clone, Debug)]
 pub(super) enum Read<T> {
     Got(T),

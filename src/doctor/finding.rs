@@ -82,7 +82,7 @@ pub(super) struct Finding {
 }
 
 impl Finding {
-    pub(super) fn new(check: Check, severity: Severity, summary: impl Into<String>) -> Self {
+    fn new(check: Check, severity: Severity, summary: impl Into<String>) -> Self {
         Self {
             check,
             severity,
@@ -113,7 +113,7 @@ impl Finding {
         Self::new(check, Severity::Problem, summary).fix(fix)
     }
 
-    pub(super) fn fix(mut self, fix: impl Into<String>) -> Self {
+    fn fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = Some(fix.into());
         self
     }
