@@ -718,6 +718,25 @@ mod tests {
     }
 
     #[test]
+    fn doctor_target_values_are_checked() {
+        let key = naming::BindingKey {
+            namespace: "team-a".into(),
+            name: "web".into(),
+        };
+        assert_eq!(parse_binding_ref("team-a/web"), Ok(key));
+        for bad in ["web", "/web", "team-a/", "a/b/c"] {
+            assert!(parse_binding_ref(bad).is_err(), "{bad}");
+        }
+        assert!(parse_instance_id("i-0123456789abcdef0").is_ok());
+        assert!(parse_instance_id("i-01234567").is_ok());
+        assert!(parse_instance_id("i-xyz").is_err());
+        assert!(parse_instance_id("0123456789abcdef0").is_err());
+        assert!(parse_profile_name("ipb-team-a.web-0123").is_ok());
+        assert!(parse_profile_name("bad name").is_err());
+        assert!(parse_profile_name("").is_err());
+    }
+
+    #[test]
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();

@@ -6,6 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::crd::{API_VERSION, InstanceProfileBinding, InstanceProfilePolicy};
+use crate::naming::BindingKey;
+
+/// The namespace of a binding whose document names none, as with kubectl.
+const DEFAULT_NAMESPACE: &str = "default";
 
 /// A binding read from a file.
 #[derive(Clone, Debug)]
@@ -13,6 +17,21 @@ pub struct FileBinding {
     /// `path#document`, for messages.
     pub source: String,
     pub binding: InstanceProfileBinding,
+}
+
+impl FileBinding {
+    /// Its namespace (`default` when the document names none) and name.
+    #[must_use]
+    pub fn key(&self) -> BindingKey {
+        let meta = &self.binding.metadata;
+        BindingKey {
+            namespace: meta
+                .namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// Reads every binding under `paths` (files, directories searched for
@@ -68,14 +87,11 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
     }
     let mut seen = BTreeSet::new();
     for b in &out.bindings {
-        let key = (
-            b.binding.metadata.namespace.clone().unwrap_or_default(),
-            b.binding.metadata.name.clone().unwrap_or_default(),
-        );
+        let key = b.key();
         if !seen.insert(key.clone()) {
             errors.push(format!(
-                "{}: binding {}/{} is defined more than once",
-                b.source, key.0, key.1
+                "{}: binding {key} is defined more than once",
+                b.source
             ));
         }
     }
@@ -489,7 +505,7 @@ fn parse_document(value: &serde_json::Value) -> Result<Document, String> {
     let namespace = binding
         .metadata
         .namespace
-        .get_or_insert_with(|| "default".into())
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.into())
         .clone();
     if !is_dns_label(&namespace) {
         errors.push(format!(
@@ -548,6 +564,29 @@ spec:
         let spec = &out[0].binding.spec;
         assert_eq!(spec.deletion_policy, crate::crd::DeletionPolicy::Delete);
         assert!(!spec.replace_foreign_associations);
+    }
+
+    #[test]
+    fn a_binding_without_a_namespace_is_in_default_once() {
+        let doc = "apiVersion: iam.instanceprofile.dev/v1alpha1\nkind: InstanceProfileBinding\nmetadata: {name: web}\nspec:\n  role: web-app\n  instances: {ids: [i-0123456789abcdef0]}\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("web.yaml");
+        std::fs::write(&file, doc).expect("write");
+        let loaded = load(std::slice::from_ref(&file)).expect("loads");
+        let key = BindingKey {
+            namespace: "default".into(),
+            name: "web".into(),
+        };
+        assert_eq!(loaded[0].key(), key);
+        std::fs::write(&file, format!("{doc}---\n{doc}")).expect("write");
+        let errors = load(std::slice::from_ref(&file)).expect_err("twice");
+        assert_eq!(
+            errors,
+            [format!(
+                "{}#2: binding default/web is defined more than once",
+                file.display()
+            )]
+        );
     }
 
     #[test]

@@ -120,6 +120,13 @@ pub fn profile_name(cluster_id: &str, key: &BindingKey) -> String {
         .take(HASH_HEX_LEN)
         .map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0'))
         .collect();
+    format!("{}{hash}", readable_prefix(key))
+}
+
+/// What every name [`profile_name`] gives a binding starts with: `ipb-`, its
+/// namespace and name (other characters as `-`, cut to fit) and `-`.
+#[must_use]
+pub fn readable_prefix(key: &BindingKey) -> String {
     let readable: String = format!("{}.{}", key.namespace, key.name)
         .chars()
         .map(|c| {
@@ -132,7 +139,7 @@ pub fn profile_name(cluster_id: &str, key: &BindingKey) -> String {
         .collect();
     let room = MAX_NAME_LEN - NAME_PREFIX.len() - 1 - HASH_HEX_LEN;
     let readable: String = readable.chars().take(room).collect();
-    format!("{NAME_PREFIX}{readable}-{hash}")
+    format!("{NAME_PREFIX}{readable}-")
 }
 
 /// Whether a profile name has the shape [`profile_name`] gives (a candidate
@@ -446,8 +453,11 @@ mod tests {
             profile_name("c", &key("a", "b.c"))
         );
         assert!(a.starts_with("ipb-team-a.web-"));
-        let long = profile_name("default", &key(&"n".repeat(63), &"x".repeat(253)));
+        assert_eq!(readable_prefix(&key("team-a", "web")), "ipb-team-a.web-");
+        let long_key = key(&"n".repeat(63), &"x".repeat(253));
+        let long = profile_name("default", &long_key);
         assert_eq!(long.len(), 128);
+        assert!(long.starts_with(&readable_prefix(&long_key)));
         assert!(
             long.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))

@@ -1,5 +1,6 @@
-//! Cross-account credentials (docs/design.md §3, a policy's `spec.account`): STS AssumeRole
-//! from the controller's own credentials, cached and refreshed before expiry.
+//! STS: who the caller is (`doctor`), and cross-account credentials
+//! (docs/design.md §3, a policy's `spec.account`): AssumeRole from the
+//! controller's own credentials, cached and refreshed before expiry.
 //!
 //! The controller's own credentials usually come from IRSA or EKS Pod Identity,
 //! which are themselves an assumed role, so this is role chaining: AWS caps the
@@ -62,6 +63,23 @@ pub fn session_name(parts: &[&str]) -> String {
     let digest = Sha256::digest(raw.as_bytes());
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("{}-{hash}", &clean[..55])
+}
+
+/// The identity behind the credentials in use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerIdentity {
+    pub account: String,
+    /// As STS reports it: an assumed-role session ARN for IRSA, Pod Identity
+    /// and instance roles.
+    pub arn: String,
+}
+
+impl CallerIdentity {
+    /// The partition (`aws`, `aws-cn`, `aws-us-gov`) of the caller's ARN.
+    #[must_use]
+    pub fn partition(&self) -> &str {
+        self.arn.split(':').nth(1).unwrap_or("aws")
+    }
 }
 
 /// Credentials of one role session, assumed with the controller's own clients.
@@ -138,6 +156,24 @@ impl ProvideCredentials for AssumedRole {
 }
 
 impl Aws {
+    /// `sts:GetCallerIdentity`: needs no permission, so an error here means
+    /// the credentials or the network, never a policy.
+    pub async fn caller_identity(&self) -> Result<CallerIdentity, AwsError> {
+        let out = self
+            .call(Family::IamRead, STS, "GetCallerIdentity", || async {
+                self.sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(STS, "GetCallerIdentity", &e))
+            })
+            .await?;
+        Ok(CallerIdentity {
+            account: out.account().unwrap_or_default().to_string(),
+            arn: out.arn().unwrap_or_default().to_string(),
+        })
+    }
+
     /// `sts:AssumeRole` with this process's credentials.
     ///
     /// # Errors
@@ -256,5 +292,14 @@ mod tests {
             external_id: None,
         };
         assert_eq!(t.account_id(), "444455556666");
+    }
+
+    #[test]
+    fn partition_comes_from_the_arn() {
+        let id = CallerIdentity {
+            account: "1".into(),
+            arn: "arn:aws-us-gov:sts::1:assumed-role/r/s".into(),
+        };
+        assert_eq!(id.partition(), "aws-us-gov");
     }
 }

@@ -20,6 +20,28 @@ fn association_from(a: &IamInstanceProfileAssociation) -> Option<Association> {
     })
 }
 
+/// An instance as the pipeline sees it; `None` for one without an id.
+fn instance_from(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
+    Some(Instance {
+        id: i.instance_id()?.to_string(),
+        state: RunState::parse(
+            i.state()
+                .and_then(|s| s.name())
+                .map_or("running", |n| n.as_str()),
+        ),
+        tags: i
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect(),
+    })
+}
+
 fn missing(action: &'static str) -> AwsError {
     AwsError {
         kind: ErrorKind::Transient,
@@ -100,39 +122,44 @@ impl Aws {
                         .map_err(|e| from_sdk(EC2, "DescribeInstances", &e))
                 })
                 .await?;
-            for reservation in page.reservations() {
-                for i in reservation.instances() {
-                    let Some(id) = i.instance_id() else { continue };
-                    let state = RunState::parse(
-                        i.state()
-                            .and_then(|s| s.name())
-                            .map_or("running", |n| n.as_str()),
-                    );
-                    if matches!(state, RunState::Terminated | RunState::ShuttingDown) {
-                        continue;
-                    }
-                    out.push(Instance {
-                        id: id.to_string(),
-                        state,
-                        tags: i
-                            .tags()
-                            .iter()
-                            .filter_map(|t| {
-                                Some((
-                                    t.key()?.to_string(),
-                                    t.value().unwrap_or_default().to_string(),
-                                ))
-                            })
-                            .collect(),
-                    });
-                }
-            }
+            out.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(instance_from)
+                    .filter(|i| !matches!(i.state, RunState::Terminated | RunState::ShuttingDown)),
+            );
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => break,
             }
         }
         Ok(out)
+    }
+
+    /// One instance in any state, terminated included; `None` when EC2 does not know it.
+    pub async fn describe_instance(&self, id: &str) -> Result<Option<Instance>, AwsError> {
+        let res = self
+            .call(Family::Ec2Read, EC2, "DescribeInstances", || async {
+                self.ec2
+                    .describe_instances()
+                    .instance_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk(EC2, "DescribeInstances", &e))
+            })
+            .await;
+        let out = match res {
+            Ok(out) => out,
+            Err(e) if e.is(ErrorKind::InstanceGone) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(id))
+            .and_then(instance_from))
     }
 
     pub async fn associate(
@@ -216,5 +243,14 @@ impl Aws {
             Err(e) if e.code == "InvalidAssociationID.NotFound" => Ok(()),
             other => other.map(|_| ()),
         }
+    }
+
+    /// The region EC2 calls go to.
+    #[must_use]
+    pub fn region(&self) -> String {
+        self.ec2
+            .config()
+            .region()
+            .map_or_else(|| "us-east-1".to_string(), ToString::to_string)
     }
 }

@@ -1,8 +1,9 @@
-//! IAM operations: instance profiles and roles.
+//! IAM operations: instance profiles, roles, and the policy simulator
+//! (`doctor`'s permissions check).
 
 use std::collections::BTreeMap;
 
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::types::{ContextEntry, ContextKeyTypeEnum, PolicyEvaluationDecisionType, Tag};
 
 use super::errors::from_sdk;
 use super::ratelimit::Family;
@@ -50,6 +51,60 @@ fn tags_to_sdk(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
                 })
         })
         .collect()
+}
+
+/// What the simulator can evaluate for a caller ARN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SimulationPrincipal {
+    /// An IAM user or role ARN, usable as is.
+    Arn(String),
+    /// An assumed-role session: the simulator needs the role's ARN, whose path
+    /// the session ARN does not carry, so the role is looked up by name.
+    AssumedRole { role_name: String, guess: String },
+    /// The simulator cannot evaluate this kind of principal.
+    Unsupported(String),
+}
+
+/// Maps a caller ARN to what the simulator takes.
+#[must_use]
+fn simulation_principal(caller_arn: &str) -> SimulationPrincipal {
+    let parts: Vec<&str> = caller_arn.splitn(6, ':').collect();
+    let [_, partition, service, _, account, resource] = parts.as_slice() else {
+        return SimulationPrincipal::Unsupported(format!("{caller_arn:?} is not an ARN"));
+    };
+    match (*service, resource.split_once('/')) {
+        ("sts", Some(("assumed-role", rest))) => {
+            let role_name = rest.split('/').next().unwrap_or_default().to_string();
+            if role_name.is_empty() {
+                return SimulationPrincipal::Unsupported(format!("{caller_arn} names no role"));
+            }
+            let guess = format!("arn:{partition}:iam::{account}:role/{role_name}");
+            SimulationPrincipal::AssumedRole { role_name, guess }
+        }
+        ("sts", Some(("federated-user", _))) => SimulationPrincipal::Unsupported(format!(
+            "{caller_arn} is a federated-user session, which the policy simulator cannot evaluate"
+        )),
+        ("iam", _) if *resource == "root" => SimulationPrincipal::Unsupported(format!(
+            "{caller_arn} is the account root user, which the policy simulator cannot evaluate"
+        )),
+        _ => SimulationPrincipal::Arn(caller_arn.to_string()),
+    }
+}
+
+/// The simulator's verdict on one action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimulatedDecision {
+    pub action: String,
+    pub resource: String,
+    pub allowed: bool,
+    /// `allowed`, `implicitDeny` or `explicitDeny`.
+    pub decision: String,
+    /// An organization SCP denies it.
+    pub denied_by_organizations: bool,
+    /// A permissions boundary denies it.
+    pub denied_by_boundary: bool,
+    /// Condition keys the simulator needed and was not given.
+    pub missing_context: Vec<String>,
 }
 
 impl Aws {
@@ -315,6 +370,104 @@ impl Aws {
         }
         Ok(out)
     }
+
+    /// The ARN to simulate for a caller ARN: an assumed-role session becomes
+    /// its role's ARN (path included, via `GetRole`; without the path when the
+    /// role cannot be read).
+    ///
+    /// # Errors
+    /// Why the simulator cannot evaluate this principal.
+    pub async fn simulation_principal_arn(&self, caller_arn: &str) -> Result<String, String> {
+        match simulation_principal(caller_arn) {
+            SimulationPrincipal::Arn(arn) => Ok(arn),
+            SimulationPrincipal::Unsupported(why) => Err(why),
+            SimulationPrincipal::AssumedRole { role_name, guess } => {
+                match self.get_role(&role_name).await {
+                    Ok(Some(role)) => Ok(role.arn),
+                    Ok(None) | Err(_) => Ok(guess),
+                }
+            }
+        }
+    }
+
+    /// `iam:SimulatePrincipalPolicy` for `actions` on one resource (`None`: `*`)
+    /// with string context keys, all pages.
+    pub async fn simulate_principal_policy(
+        &self,
+        principal_arn: &str,
+        actions: &[String],
+        resource_arn: Option<&str>,
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<SimulatedDecision>, AwsError> {
+        let entries: Vec<ContextEntry> = context
+            .iter()
+            .map(|(k, v)| {
+                ContextEntry::builder()
+                    .context_key_name(k)
+                    .context_key_values(v)
+                    .context_key_type(ContextKeyTypeEnum::String)
+                    .build()
+            })
+            .collect();
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .call(Family::IamRead, IAM, "SimulatePrincipalPolicy", || async {
+                    self.iam
+                        .simulate_principal_policy()
+                        .policy_source_arn(principal_arn)
+                        .set_action_names(Some(actions.to_vec()))
+                        .set_resource_arns(resource_arn.map(|r| vec![r.to_string()]))
+                        .set_context_entries(Some(entries.clone()))
+                        .max_items(PAGE)
+                        .set_marker(marker.clone())
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk(IAM, "SimulatePrincipalPolicy", &e))
+                })
+                .await?;
+            out.extend(page.evaluation_results().iter().map(|r| {
+                let decision = r.eval_decision();
+                SimulatedDecision {
+                    action: r.eval_action_name().to_string(),
+                    resource: r
+                        .eval_resource_name()
+                        .or(resource_arn)
+                        .unwrap_or("*")
+                        .to_string(),
+                    allowed: *decision == PolicyEvaluationDecisionType::Allowed,
+                    decision: decision.as_str().to_string(),
+                    denied_by_organizations: r
+                        .organizations_decision_detail()
+                        .is_some_and(|d| !d.allowed_by_organizations()),
+                    denied_by_boundary: r
+                        .permissions_boundary_decision_detail()
+                        .is_some_and(|d| !d.allowed_by_permissions_boundary()),
+                    missing_context: r.missing_context_values().to_vec(),
+                }
+            }));
+            match page.marker() {
+                Some(m) if page.is_truncated() && !m.is_empty() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A policy element that IAM takes as one string or a list of them (`Action`,
+/// `Resource`, a principal's `Service`), as a list; anything else as none.
+#[must_use]
+pub fn policy_strings(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Whether a trust policy (JSON, possibly URL-encoded as IAM returns it) lets
@@ -338,25 +491,15 @@ pub fn trust_allows_ec2(document: &str) -> bool {
         Some(s @ serde_json::Value::Object(_)) => vec![s.clone()],
         _ => return false,
     };
-    let as_list = |v: Option<&serde_json::Value>| -> Vec<String> {
-        match v {
-            Some(serde_json::Value::String(s)) => vec![s.clone()],
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
     statements.iter().any(|s| {
         let allow = s.get("Effect").and_then(|e| e.as_str()) == Some("Allow");
-        let action = as_list(s.get("Action"))
+        let action = policy_strings(s.get("Action"))
             .iter()
             .any(|a| a == "sts:AssumeRole" || a == "sts:*" || a == "*");
         let principal = s.get("Principal");
         let ec2 = principal.is_some_and(|p| {
             p.as_str() == Some("*")
-                || as_list(p.get("Service"))
+                || policy_strings(p.get("Service"))
                     .iter()
                     .any(|svc| svc == "ec2.amazonaws.com" || svc == "ec2.amazonaws.com.cn")
         });
@@ -366,7 +509,7 @@ pub fn trust_allows_ec2(document: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::trust_allows_ec2;
+    use super::{SimulationPrincipal, simulation_principal, trust_allows_ec2};
 
     #[test]
     fn trust_policy_must_let_ec2_assume_the_role() {
@@ -385,5 +528,53 @@ mod tests {
         let web_identity = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
         assert!(!trust_allows_ec2(web_identity));
         assert!(!trust_allows_ec2("not json"));
+    }
+
+    #[test]
+    fn assumed_role_sessions_become_role_arns() {
+        assert_eq!(
+            simulation_principal(
+                "arn:aws:sts::111122223333:assumed-role/ipb-controller/botocore-session-1"
+            ),
+            SimulationPrincipal::AssumedRole {
+                role_name: "ipb-controller".into(),
+                guess: "arn:aws:iam::111122223333:role/ipb-controller".into(),
+            }
+        );
+        assert_eq!(
+            simulation_principal("arn:aws-cn:sts::111122223333:assumed-role/r/s"),
+            SimulationPrincipal::AssumedRole {
+                role_name: "r".into(),
+                guess: "arn:aws-cn:iam::111122223333:role/r".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn users_and_roles_pass_through_root_and_federation_do_not() {
+        let user = "arn:aws:iam::111122223333:user/team/alice";
+        assert_eq!(
+            simulation_principal(user),
+            SimulationPrincipal::Arn(user.into())
+        );
+        let role = "arn:aws:iam::111122223333:role/path/ipb-controller";
+        assert_eq!(
+            simulation_principal(role),
+            SimulationPrincipal::Arn(role.into())
+        );
+        for bad in [
+            "arn:aws:iam::111122223333:root",
+            "arn:aws:sts::111122223333:federated-user/bob",
+            "arn:aws:sts::111122223333:assumed-role/",
+            "not-an-arn",
+        ] {
+            assert!(
+                matches!(
+                    simulation_principal(bad),
+                    SimulationPrincipal::Unsupported(_)
+                ),
+                "{bad}"
+            );
+        }
     }
 }

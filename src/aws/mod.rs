@@ -3,7 +3,6 @@
 //! (docs/design.md §5) and counts the call.
 
 pub mod assume;
-pub mod doctor;
 pub mod ec2;
 pub mod errors;
 pub mod iam;
@@ -169,16 +168,6 @@ impl CallLog {
             .lock()
             .map(|c| c.iter().map(|((_, a), v)| ((*a).to_string(), *v)).collect())
             .unwrap_or_default()
-    }
-
-    /// Total number of calls to actions that change AWS state.
-    #[must_use]
-    pub fn mutating(&self) -> u64 {
-        self.snapshot()
-            .iter()
-            .filter(|(a, _)| is_mutating(a))
-            .map(|(_, (ok, err))| ok + err)
-            .sum()
     }
 
     /// One line: `Action=ok[/failed] …`, for `--verbose` and debug logs.

@@ -73,26 +73,44 @@ impl Snapshot {
         associations: Vec<Association>,
         instances: Vec<Instance>,
     ) -> Self {
-        let mut by_instance: HashMap<String, Association> = HashMap::new();
-        for a in associations {
-            // During a Replace an instance can briefly show two; the one not on
-            // its way out is the one to act on.
-            let keep_existing = by_instance.get(&a.instance_id).is_some_and(|old| {
-                a.state == AssociationState::Disassociating
-                    && old.state != AssociationState::Disassociating
-            });
-            if !keep_existing {
-                by_instance.insert(a.instance_id.clone(), a);
-            }
-        }
         Self {
             taken_at,
             profiles,
-            associations: by_instance,
+            associations: live_associations(associations),
             instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
             rivals: std::sync::Arc::default(),
         }
     }
+}
+
+/// The live association of each instance, by instance id. During a Replace an
+/// instance can briefly show two; the one not on its way out is the one to act on.
+#[must_use]
+pub fn live_associations(associations: Vec<Association>) -> HashMap<String, Association> {
+    let mut by_instance: HashMap<String, Association> = HashMap::new();
+    for a in associations {
+        let keep_existing = by_instance.get(&a.instance_id).is_some_and(|old| {
+            a.state == AssociationState::Disassociating
+                && old.state != AssociationState::Disassociating
+        });
+        if !keep_existing {
+            by_instance.insert(a.instance_id.clone(), a);
+        }
+    }
+    by_instance
+}
+
+/// The associations with a profile: by its name (any incarnation: a profile
+/// deleted and recreated keeps its name) or by the current profile's id.
+/// Observe's `other_users` and doctor's holders are these.
+pub fn holders<'a>(
+    associations: impl IntoIterator<Item = &'a Association>,
+    profile_name: &str,
+    profile: Option<&Profile>,
+) -> impl Iterator<Item = &'a Association> {
+    associations.into_iter().filter(move |a| {
+        a.profile_name() == profile_name || profile.is_some_and(|p| p.id == a.profile_id)
+    })
 }
 
 /// An instance a binding selects, with its live association.
@@ -138,16 +156,14 @@ impl Observed {
         selected.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
         let selected_ids: BTreeSet<&str> =
             selected.iter().map(|s| s.instance.id.as_str()).collect();
-        let mut other_users: Vec<Association> = snapshot
-            .associations
-            .values()
-            .filter(|a| !selected_ids.contains(a.instance_id.as_str()))
-            .filter(|a| {
-                a.profile_name() == profile_name
-                    || profile.as_ref().is_some_and(|p| p.id == a.profile_id)
-            })
-            .cloned()
-            .collect();
+        let mut other_users: Vec<Association> = holders(
+            snapshot.associations.values(),
+            profile_name,
+            profile.as_ref(),
+        )
+        .filter(|a| !selected_ids.contains(a.instance_id.as_str()))
+        .cloned()
+        .collect();
         other_users.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
         let missing = selector
             .ids
@@ -208,5 +224,65 @@ impl Observed {
         self.selected
             .iter_mut()
             .find(|s| s.instance.id == instance_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assoc(
+        instance: &str,
+        profile_name: &str,
+        profile_id: &str,
+        state: AssociationState,
+    ) -> Association {
+        Association {
+            id: format!("iip-assoc-{profile_id}"),
+            instance_id: instance.into(),
+            profile_arn: format!(
+                "arn:aws:iam::123456789012:instance-profile/ipb/c1/{profile_name}"
+            ),
+            profile_id: profile_id.into(),
+            state,
+        }
+    }
+
+    #[test]
+    fn the_live_association_is_the_one_not_leaving() {
+        let leaving = assoc("i-1", "p", "OLD", AssociationState::Disassociating);
+        let new = assoc("i-1", "p", "NEW", AssociationState::Associating);
+        for both in [
+            vec![leaving.clone(), new.clone()],
+            vec![new, leaving.clone()],
+        ] {
+            assert_eq!(live_associations(both)["i-1"].profile_id, "NEW");
+        }
+        assert_eq!(live_associations(vec![leaving])["i-1"].profile_id, "OLD");
+        assert!(live_associations(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn holders_match_the_name_or_the_current_id() {
+        let current = Profile {
+            name: "p".into(),
+            path: "/ipb/c1/".into(),
+            arn: "arn:aws:iam::123456789012:instance-profile/ipb/c1/p".into(),
+            id: "NEW".into(),
+            roles: Vec::new(),
+            tags: None,
+        };
+        let all = [
+            assoc("i-1", "p", "OLD", AssociationState::Associated),
+            assoc("i-2", "renamed", "NEW", AssociationState::Associated),
+            assoc("i-3", "other", "OTHER", AssociationState::Associated),
+        ];
+        let ids = |profile: Option<&Profile>| -> Vec<&str> {
+            holders(&all, "p", profile)
+                .map(|a| a.instance_id.as_str())
+                .collect()
+        };
+        assert_eq!(ids(Some(&current)), ["i-1", "i-2"]);
+        assert_eq!(ids(None), ["i-1"]);
     }
 }
