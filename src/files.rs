@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::crd::{API_VERSION, InstanceProfileBinding, InstanceProfilePolicy};
 use crate::naming::BindingKey;
+use crate::reconcile::policy::PolicySet;
 
 /// The namespace of a binding whose document names none, as with kubectl.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -317,6 +318,22 @@ pub struct Loaded {
     pub policies: Vec<InstanceProfilePolicy>,
     /// Labels of the `Namespace` documents, for policies' namespace selectors.
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
+}
+
+impl Loaded {
+    /// The policy gate the files' policies make; `None` without a policy
+    /// (file mode then runs ungated, with the user's own credentials).
+    #[must_use]
+    pub fn policy_set(&self) -> Option<PolicySet> {
+        (!self.policies.is_empty()).then(|| PolicySet {
+            policies: self
+                .policies
+                .iter()
+                .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.spec.clone()))
+                .collect(),
+            namespace_labels: self.namespaces.clone(),
+        })
+    }
 }
 
 enum Document {

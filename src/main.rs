@@ -8,7 +8,6 @@ use instance_profile_controller::cli::{Cli, Command, EngineArgs, FileArgs, usage
 use instance_profile_controller::filemode::{self, FileModeOptions};
 use instance_profile_controller::metrics::Metrics;
 use instance_profile_controller::reconcile::Engine;
-use instance_profile_controller::reconcile::policy::PolicySet;
 use instance_profile_controller::{crd, files, telemetry};
 
 /// jemalloc instead of the system allocator: `run` keeps many small objects
@@ -103,21 +102,12 @@ async fn file_mode(
     use instance_profile_controller::Error;
     let config = engine_args.engine_config()?;
     let loaded = files::load_all(&args.files).map_err(|errors| Error::Input(errors.join("\n")))?;
-    let policies = if loaded.policies.is_empty() {
+    let policies = loaded.policy_set().map(Arc::new);
+    if policies.is_none() {
         eprintln!(
             "notice: no InstanceProfilePolicy in the files, so the policy gate is off (file mode runs with your own AWS credentials)"
         );
-        None
-    } else {
-        Some(Arc::new(PolicySet {
-            policies: loaded
-                .policies
-                .iter()
-                .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.spec.clone()))
-                .collect(),
-            namespace_labels: loaded.namespaces.clone(),
-        }))
-    };
+    }
     let bindings = loaded.bindings;
     // Like `kubectl apply --prune` with an empty input: an empty stream, a
     // file of comments or one of policies only must not mean "delete everything".

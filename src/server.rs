@@ -14,7 +14,8 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct ServerState {
     pub metrics: Arc<Metrics>,
-    /// Set once the CRD is there and the caches have synced.
+    /// Set once `run`'s preflight passed (the CRD is installed, AWS answers),
+    /// before leader election: a standby replica is ready too.
     pub ready: Arc<AtomicBool>,
 }
 

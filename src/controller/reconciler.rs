@@ -168,7 +168,7 @@ async fn cleanup(
         ctx.publish(
             &b,
             EventType::Normal,
-            "Retained",
+            Reason::Retained.as_str(),
             "deletionPolicy Retain: instance profile and associations left in AWS".into(),
         )
         .await;

@@ -191,18 +191,6 @@ impl Facts {
     }
 }
 
-/// The path a binding's profile lives at.
-pub(super) fn binding_path(
-    spec: &InstanceProfileBindingSpec,
-    path_prefix: &str,
-    cluster_id: &str,
-) -> String {
-    spec.instance_profile
-        .as_ref()
-        .and_then(|p| p.path.clone())
-        .unwrap_or_else(|| naming::profile_path(path_prefix, cluster_id))
-}
-
 /// Why doctor could not run at all (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum CouldNotRun {

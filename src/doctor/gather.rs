@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::facts::{
     ClusterView, CouldNotRun, DuplicateScan, Facts, InstanceFacts, PermissionFacts, Read, Relation,
-    RoleFacts, Subject, Target, binding_path,
+    RoleFacts, Subject, Target,
 };
 use super::permissions::gather_permissions;
 use crate::aws::{Association, Aws, AwsError, ErrorKind, Instance, Profile};
@@ -156,11 +156,9 @@ async fn read_binding(
     denied: &mut Vec<AwsError>,
 ) -> Result<Seen, CouldNotRun> {
     let cluster_id = &config.cluster_id;
-    let name = naming::profile_name(cluster_id, key);
+    let name = config.profile_name(key);
     let profile = soft(aws.get_profile(&name).await, denied)?;
-    let mut paths = BTreeSet::new();
-    paths.insert(binding_path(spec, &config.path_prefix, cluster_id));
-    paths.insert(naming::profile_path(&config.path_prefix, cluster_id));
+    let paths = config.snapshot_paths([spec]);
     let scan = scan_duplicates(aws, cluster_id, key, &name, &paths).await;
     let duplicates = soft(scan, denied)?;
     let instances = read_listings(aws, denied)

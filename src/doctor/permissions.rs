@@ -4,12 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::facts::{Facts, PermissionFacts, Read, Subject, binding_path};
+use super::facts::{Facts, PermissionFacts, Read, Subject};
 use super::finding::{Check, Finding};
 use crate::aws::iam::{SimulatedDecision, policy_strings};
 use crate::aws::{Aws, AwsError, ErrorKind};
 use crate::naming;
 use crate::reconcile::Reason;
+use crate::reconcile::model::path_of;
 
 /// The controller's IAM policy, as shipped: check 6 simulates every action in it.
 pub(super) const CONTROLLER_POLICY: &str = include_str!("../../deploy/iam-policy.json");
@@ -37,7 +38,7 @@ pub(super) fn simulation_resources(facts: &Facts, region: &str) -> SimulationRes
         (_, Some(p)) if p.path.starts_with(&cluster_path) => p.arn.clone(),
         (Subject::Binding { spec, .. }, None) => format!(
             "arn:{partition}:iam::{account}:instance-profile{}{}",
-            binding_path(spec, &facts.path_prefix, &facts.cluster_id),
+            path_of(spec, &facts.path_prefix, &facts.cluster_id),
             facts.profile_name.as_deref().unwrap_or("ipb-example")
         ),
         // A profile the controller would own: it never needs rights on others.

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use super::facts::{DuplicateScan, Facts, Read, Subject, binding_path};
+use super::facts::{DuplicateScan, Facts, Read, Subject};
 use super::finding::{Check, Finding, could_not_read};
 use crate::aws::Profile;
 use crate::crd::InstanceProfileBindingSpec;
 use crate::naming::{self, BindingKey};
 use crate::reconcile::Reason;
+use crate::reconcile::model::path_of;
 
 /// Check 1: the profile exists, where, whose; duplicates of a binding's profile.
 #[must_use]
@@ -31,7 +32,7 @@ pub(super) fn check_profile(facts: &Facts) -> Vec<Finding> {
             .with("profile", name)
             .with(
                 "expectedPath",
-                binding_path(spec, &facts.path_prefix, &facts.cluster_id),
+                path_of(spec, &facts.path_prefix, &facts.cluster_id),
             ),
         ),
         (Read::Got(None), Subject::Profile { .. }) => out.push(
@@ -113,7 +114,7 @@ fn binding_profile_findings(
         ),
         p,
     )];
-    let expected = binding_path(spec, &facts.path_prefix, cluster);
+    let expected = path_of(spec, &facts.path_prefix, cluster);
     if p.path != expected {
         out.push(
             profile_evidence(

@@ -23,8 +23,7 @@ use super::run_checks;
 use crate::aws::assume::CallerIdentity;
 use crate::aws::iam::SimulatedDecision;
 use crate::aws::{
-    Association, AssociationState, AwsError, ErrorKind, Instance, Profile, RoleInfo, RoleRef,
-    RunState,
+    Association, AssociationState, AwsError, ErrorKind, Instance, Profile, RoleInfo, RunState,
 };
 use crate::crd::{
     Condition, InstanceProfileBindingSpec, InstanceProfileBindingStatus, InstanceSelector,
@@ -64,13 +63,7 @@ fn profile(name: &str, id: &str, roles: &[&str], owned: bool) -> Profile {
         path: "/ipb/test/".into(),
         arn: format!("arn:aws:iam::123456789012:instance-profile/ipb/test/{name}"),
         id: id.into(),
-        roles: roles
-            .iter()
-            .map(|r| RoleRef {
-                name: (*r).into(),
-                arn: format!("arn:aws:iam::123456789012:role/{r}"),
-            })
-            .collect(),
+        roles: crate::reconcile::decide::tests::role_refs(roles),
         tags: Some(if owned {
             naming::ownership_tags(CLUSTER, &key(), None)
         } else {

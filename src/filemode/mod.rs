@@ -19,7 +19,6 @@ use serde::Serialize;
 
 use crate::crd::InstanceProfileBindingStatus;
 use crate::files::FileBinding;
-use crate::naming::BindingKey;
 use crate::reconcile::rivals::Rivals;
 use crate::reconcile::{ActionRecord, BindingInput, Engine, Outcome, Snapshot};
 
@@ -62,15 +61,7 @@ fn inputs(bindings: &[FileBinding], opts: &FileModeOptions) -> Vec<Work> {
         .iter()
         .map(|fb| Work {
             input: BindingInput {
-                key: BindingKey {
-                    namespace: fb
-                        .binding
-                        .metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into()),
-                    name: fb.binding.metadata.name.clone().unwrap_or_default(),
-                },
+                key: fb.key(),
                 uid: None,
                 generation: None,
                 spec: fb.binding.spec.clone(),

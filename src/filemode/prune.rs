@@ -28,10 +28,7 @@ pub(super) async fn prune_targets(
         .iter()
         .flat_map(|set| set.policies.iter())
         .filter_map(|(_, p)| p.account.as_ref())
-        .map(|a| AssumeTarget {
-            role_arn: a.assume_role_arn.clone(),
-            external_id: a.external_id.clone(),
-        })
+        .map(AssumeTarget::from)
         .collect();
     for target in targets {
         let account = engine.accounts.get(&target);

@@ -230,25 +230,19 @@ pub(crate) async fn execute(
             }))
         }
         Action::Associate { instance_id } => {
-            let (arn, id) = profile_ids(observed)?;
-            let association = if dry_run {
-                simulated(instance_id, &arn, &id)
-            } else {
-                match aws.associate(instance_id, &arn).await {
-                    Ok(a) => a,
-                    Err(e) => return association_error(observed, instance_id, e),
-                }
-            };
-            let message = format!(
-                "associate instance {instance_id} with instance profile {}",
-                desired.profile_name
-            );
-            if let Some(sel) = observed.selected_mut(instance_id) {
-                sel.association = Some(association);
+            let made = hold(observed, instance_id, dry_run, |arn| async move {
+                aws.associate(instance_id, &arn).await
+            })
+            .await;
+            if let Err(e) = made {
+                return association_error(observed, instance_id, e);
             }
             Ok(Some(ActionRecord {
                 reason: Reason::Associated,
-                message,
+                message: format!(
+                    "associate instance {instance_id} with instance profile {}",
+                    desired.profile_name
+                ),
             }))
         }
         Action::Replace {
@@ -256,26 +250,20 @@ pub(crate) async fn execute(
             association_id,
             foreign,
         } => {
-            let (arn, id) = profile_ids(observed)?;
-            let association = if dry_run {
-                simulated(instance_id, &arn, &id)
-            } else {
-                match aws.replace_association(association_id, &arn).await {
-                    Ok(a) => a,
-                    Err(e) => return association_error(observed, instance_id, e),
-                }
-            };
-            let what = if *foreign { "foreign" } else { "stale" };
-            let message = format!(
-                "replace {what} association {association_id} of instance {instance_id} with instance profile {}",
-                desired.profile_name
-            );
-            if let Some(sel) = observed.selected_mut(instance_id) {
-                sel.association = Some(association);
+            let made = hold(observed, instance_id, dry_run, |arn| async move {
+                aws.replace_association(association_id, &arn).await
+            })
+            .await;
+            if let Err(e) = made {
+                return association_error(observed, instance_id, e);
             }
+            let what = if *foreign { "foreign" } else { "stale" };
             Ok(Some(ActionRecord {
                 reason: Reason::Replaced,
-                message,
+                message: format!(
+                    "replace {what} association {association_id} of instance {instance_id} with instance profile {}",
+                    desired.profile_name
+                ),
             }))
         }
         Action::Disassociate {
@@ -323,19 +311,14 @@ pub(crate) async fn execute(
             batch,
             batches,
         } => {
-            let (arn, id) = profile_ids(observed)?;
             let role = &desired.role.name;
             let message = if *running {
-                let association = if dry_run {
-                    simulated(instance_id, &arn, &id)
-                } else {
-                    match aws.replace_association(association_id, &arn).await {
-                        Ok(a) => a,
-                        Err(e) => return association_error(observed, instance_id, e),
-                    }
-                };
-                if let Some(sel) = observed.selected_mut(instance_id) {
-                    sel.association = Some(association);
+                let made = hold(observed, instance_id, dry_run, |arn| async move {
+                    aws.replace_association(association_id, &arn).await
+                })
+                .await;
+                if let Err(e) = made {
+                    return association_error(observed, instance_id, e);
                 }
                 format!(
                     "reassociate instance {instance_id} with instance profile {} so it uses role {role} now (rotation batch {batch} of {batches})",
@@ -388,9 +371,37 @@ pub(crate) async fn execute(
     }
 }
 
-fn profile_ids(observed: &Observed) -> Result<(String, String), Stop> {
-    let p = observed.profile.as_ref().ok_or(Stop::Reobserve)?;
-    Ok((p.arn.clone(), p.id.clone()))
+/// Makes an association of `instance_id` with our profile by `call` (given
+/// the profile's ARN), or in a plan pretends to, and folds it into
+/// `observed`. A missing profile means look again.
+async fn hold<F, Fut>(
+    observed: &mut Observed,
+    instance_id: &str,
+    dry_run: bool,
+    call: F,
+) -> Result<(), AwsError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Association, AwsError>>,
+{
+    let Some(p) = observed.profile.as_ref() else {
+        return Err(AwsError {
+            kind: ErrorKind::IncorrectState,
+            service: "ec2",
+            action: "AssociateIamInstanceProfile",
+            code: "ProfileGone".into(),
+            message: "the instance profile is no longer listed".into(),
+        });
+    };
+    let association = if dry_run {
+        simulated(instance_id, &p.arn, &p.id)
+    } else {
+        call(p.arn.clone()).await?
+    };
+    if let Some(sel) = observed.selected_mut(instance_id) {
+        sel.association = Some(association);
+    }
+    Ok(())
 }
 
 fn simulated(instance_id: &str, arn: &str, id: &str) -> Association {

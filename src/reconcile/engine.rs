@@ -137,13 +137,9 @@ impl Engine {
                 }
                 return Err(Failure::PolicyDenied { message });
             }
-            Some(Admission::Allowed { policies, account }) => (
-                Some(policies),
-                account.map(|a| AssumeTarget {
-                    role_arn: a.assume_role_arn,
-                    external_id: a.external_id,
-                }),
-            ),
+            Some(Admission::Allowed { policies, account }) => {
+                (Some(policies), account.as_ref().map(AssumeTarget::from))
+            }
         };
         // Resources left in another account (the policy's account changed)
         // are removed there first: a binding lives in one account at a time.

@@ -116,13 +116,6 @@ impl Desired {
     }
 }
 
-impl Action {
-    #[must_use]
-    pub fn is_mutating(&self) -> bool {
-        !matches!(self, Self::ReadProfile)
-    }
-}
-
 /// Something only a person (or time) can fix; reported, never acted around.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {
@@ -274,6 +267,16 @@ pub struct ActionRecord {
     pub message: String,
 }
 
+/// The path a binding's profile lives at: the spec's, else the cluster's
+/// default `<prefix><cluster-id>/`.
+#[must_use]
+pub fn path_of(spec: &InstanceProfileBindingSpec, path_prefix: &str, cluster_id: &str) -> String {
+    spec.instance_profile
+        .as_ref()
+        .and_then(|p| p.path.clone())
+        .unwrap_or_else(|| naming::profile_path(path_prefix, cluster_id))
+}
+
 impl EngineConfig {
     /// The path every profile of this cluster lives under by default.
     #[must_use]
@@ -288,10 +291,7 @@ impl EngineConfig {
 
     #[must_use]
     pub fn path_for(&self, spec: &InstanceProfileBindingSpec) -> String {
-        spec.instance_profile
-            .as_ref()
-            .and_then(|p| p.path.clone())
-            .unwrap_or_else(|| self.default_path())
+        path_of(spec, &self.path_prefix, &self.cluster_id)
     }
 
     /// Every path prefix a snapshot has to list for these bindings.

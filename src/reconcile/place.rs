@@ -115,10 +115,7 @@ pub fn of_cleanup(b: &BindingInput) -> Option<AssumeTarget> {
         .and_then(|set| match set.admit(&b.key.namespace, &b.spec) {
             Admission::Allowed {
                 account: Some(a), ..
-            } => Some(AssumeTarget {
-                role_arn: a.assume_role_arn,
-                external_id: a.external_id,
-            }),
+            } => Some(AssumeTarget::from(&a)),
             _ => None,
         })
 }

@@ -95,6 +95,9 @@ pub enum Reason {
     Reconciling,
     /// The binding's AWS resources are gone (deletion finished).
     Deleted,
+    /// Deleting a binding with `deletionPolicy: Retain` left AWS as it was
+    /// (the Normal event).
+    Retained,
     /// EC2 does not know the new profile yet (IAM propagation).
     PropagationPending,
     Throttled,
@@ -188,6 +191,7 @@ impl Reason {
             Self::AttachedRole => "AttachedRole",
             Self::Replaced => "Replaced",
             Self::Reassociated => "Reassociated",
+            Self::Retained => "Retained",
             Self::Disassociated => "Disassociated",
             Self::DeletedProfile => "DeletedProfile",
         }

@@ -593,11 +593,10 @@ pub fn calls_by_action(
 }
 
 /// Whether an AWS action only reads.
+/// A read, as the controller counts it (`Simulate*`, which only doctor
+/// calls, is a read too).
 pub fn is_read(action: &str) -> bool {
-    action.starts_with("List")
-        || action.starts_with("Get")
-        || action.starts_with("Describe")
-        || action == "AssumeRole"
+    !instance_profile_controller::aws::is_mutating(action)
 }
 
 /// Every CRD file under `crds/`.

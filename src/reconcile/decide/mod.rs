@@ -194,15 +194,20 @@ pub(crate) mod tests {
                 d.profile_name
             ),
             id: "AIPACURRENT".into(),
-            roles: roles
-                .iter()
-                .map(|r| RoleRef {
-                    name: (*r).into(),
-                    arn: format!("arn:aws:iam::123456789012:role/{r}"),
-                })
-                .collect(),
+            roles: role_refs(roles),
             tags,
         }
+    }
+
+    /// Roles of account 123456789012 by name, as a profile lists them.
+    pub(crate) fn role_refs(roles: &[&str]) -> Vec<RoleRef> {
+        roles
+            .iter()
+            .map(|r| RoleRef {
+                name: (*r).into(),
+                arn: format!("arn:aws:iam::123456789012:role/{r}"),
+            })
+            .collect()
     }
 
     pub(crate) fn instance(id: &str, state: RunState) -> Instance {
