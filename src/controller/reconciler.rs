@@ -43,8 +43,8 @@ impl Error {
     #[must_use]
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Kube(_) => "KubeError",
-            Self::Unnamed => "Unnamed",
+            Self::Kube(_) => Reason::KubeError.as_str(),
+            Self::Unnamed => Reason::Unnamed.as_str(),
             Self::CleanupPending { reason, .. } => reason.as_str(),
         }
     }
@@ -76,7 +76,7 @@ pub async fn reconcile(
     let label = match &result {
         Ok(_) => "ok",
         Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => e.reason(),
-        Err(_) => "FinalizerError",
+        Err(_) => Reason::FinalizerError.as_str(),
     };
     ctx.metrics
         .reconciles

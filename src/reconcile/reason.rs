@@ -128,6 +128,12 @@ pub enum Reason {
     AwsError,
     /// `apply` was stopped by a signal before the binding was done.
     Interrupted,
+    /// The reconcile-result metric label of a failed Kubernetes API call.
+    KubeError,
+    /// The reconcile-result metric label of a binding object without a name.
+    Unnamed,
+    /// The reconcile-result metric label of a failed finalizer update.
+    FinalizerError,
     /// ProfileReady=False while the profile does not exist yet.
     ProfileMissing,
     /// RoleAttached=False while the profile lacks the role.
@@ -192,6 +198,9 @@ impl Reason {
             Self::Replaced => "Replaced",
             Self::Reassociated => "Reassociated",
             Self::Retained => "Retained",
+            Self::KubeError => "KubeError",
+            Self::Unnamed => "Unnamed",
+            Self::FinalizerError => "FinalizerError",
             Self::Disassociated => "Disassociated",
             Self::DeletedProfile => "DeletedProfile",
         }
