@@ -24,6 +24,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    /// The account id; the controller's own account is "home".
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -36,6 +42,10 @@ pub struct Metrics {
     pub bindings_by_reason: Family<ReasonLabels, Gauge>,
     pub propagation_wait: Histogram,
     pub leader: Gauge,
+    /// Instance profiles in use and the quota, per account, as last read
+    /// (before the controller creates one) and counted forward.
+    pub instance_profiles: Family<AccountLabels, Gauge>,
+    pub instance_profiles_quota: Family<AccountLabels, Gauge>,
     /// Ready reason per binding, to keep `bindings_by_reason` exact.
     ready_reasons: Mutex<std::collections::HashMap<String, String>>,
 }
@@ -84,8 +94,22 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        let instance_profiles = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "instance_profiles",
+            "Instance profiles in the account (IAM GetAccountSummary, counted forward)",
+            instance_profiles.clone(),
+        );
+        let instance_profiles_quota = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "instance_profiles_quota",
+            "The account's instance-profile quota (IAM GetAccountSummary)",
+            instance_profiles_quota.clone(),
+        );
         Self {
             registry,
+            instance_profiles,
+            instance_profiles_quota,
             aws_calls,
             reconciles,
             reconcile_duration,
@@ -124,6 +148,26 @@ impl Metrics {
                 .inc();
             map.insert(binding.to_string(), reason.to_string());
         }
+    }
+
+    /// Sets one account's instance-profile usage and quota (`account`: the
+    /// AssumeRole ARN that reaches it, empty for the controller's own).
+    pub fn set_profile_usage(&self, account: &str, used: u64, quota: u64) {
+        let labels = AccountLabels {
+            account: if account.is_empty() {
+                "home".into()
+            } else {
+                // An AssumeRole ARN: arn:aws:iam::<account>:role/…
+                account.split(':').nth(4).unwrap_or(account).into()
+            },
+        };
+        let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.instance_profiles
+            .get_or_create(&labels)
+            .set(as_gauge(used));
+        self.instance_profiles_quota
+            .get_or_create(&labels)
+            .set(as_gauge(quota));
     }
 
     /// The text exposition format.

@@ -639,3 +639,81 @@ async fn rotation_against_a_real_api_server() {
     let cluster = require_real_kube!();
     rotation_scenario(&Cluster::Real(cluster)).await;
 }
+
+/// Quota headroom in `run`: the create that fills the account draws a
+/// QuotaNearlyFull warning, the next binding is QuotaExceeded with no IAM
+/// write, and /metrics shows usage and quota.
+async fn quota_scenario(cluster: &Cluster) {
+    let aws = common::Aws::start().await;
+    aws.create_role("web-app", common::TRUST_EC2).await;
+    aws.create_profile("someone-elses-1", "/").await;
+    aws.create_profile("someone-elses-2", "/").await;
+    let inst = aws.run_instances(2, &[]).await;
+    aws.reset_calls();
+    aws.fault_config(r#"{"instance_profile_quota": 3}"#);
+    let client = cluster.client().await;
+    let (policies, api) = install(&client).await;
+    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfilePolicy",
+        "metadata": {"name": "team-a"},
+        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+    let port = free_port();
+    let _run = controller(cluster, &aws, "replica-a", port, &[]);
+    let a: InstanceProfileBinding =
+        serde_json::from_value(binding("a", "web-app", &inst[..1])).expect("binding");
+    api.create(&PostParams::default(), &a)
+        .await
+        .expect("create a");
+    wait_status(&api, "a", "Ready", ready_for_generation).await;
+    let b: InstanceProfileBinding =
+        serde_json::from_value(binding("b", "web-app", &inst[1..])).expect("binding");
+    api.create(&PostParams::default(), &b)
+        .await
+        .expect("create b");
+    let refused = wait_status(&api, "b", "QuotaExceeded", |_, s| {
+        s.condition("Ready")
+            .is_some_and(|c| c.reason == "QuotaExceeded" && c.message.contains("3 of 3"))
+    })
+    .await;
+    assert!(!refused.status.expect("status").is_ready());
+    let creates = aws
+        .calls()
+        .iter()
+        .filter(|(a, _, _)| a == "CreateInstanceProfile")
+        .count();
+    assert_eq!(creates, 1, "b never reached IAM: {:?}", aws.calls());
+
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "team-a");
+    let warned = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .any(|e| e.reason.as_deref() == Some("QuotaNearlyFull"));
+    assert!(warned, "no QuotaNearlyFull event");
+    let (status, text) = common::http(port, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(r#"instance_profile_controller_instance_profiles{account="home"} 3"#)
+            && text.contains(
+                r#"instance_profile_controller_instance_profiles_quota{account="home"} 3"#
+            ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn quota_against_a_real_api_server() {
+    require_moto!();
+    let cluster = require_real_kube!();
+    quota_scenario(&Cluster::Real(cluster)).await;
+}

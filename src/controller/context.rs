@@ -183,6 +183,14 @@ impl Context {
             self.publish(b, EventType::Normal, a.reason.as_str(), a.message.clone())
                 .await;
         }
+        for (reason, message) in &outcome.notices {
+            self.publish(b, EventType::Warning, reason.as_str(), message.clone())
+                .await;
+        }
+        for (account, usage) in self.engine.quota.known() {
+            self.metrics
+                .set_profile_usage(&account, usage.used, usage.quota);
+        }
         let previous = b
             .status
             .as_ref()

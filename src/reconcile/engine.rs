@@ -307,12 +307,15 @@ impl Engine {
                 report.decision = decision;
                 return;
             }
-            if matches!(action, Action::CreateProfile { .. })
-                && let Err(e) = self.admit_create(aws, report.account.as_deref()).await
-            {
-                report.failure = Some(Failure::Aws(e));
-                report.decision = decision;
-                return;
+            if matches!(action, Action::CreateProfile { .. }) {
+                match self.admit_create(aws, report.account.as_deref()).await {
+                    Ok(notice) => report.notices.extend(notice),
+                    Err(e) => {
+                        report.failure = Some(Failure::Aws(e));
+                        report.decision = decision;
+                        return;
+                    }
+                }
             }
             let (desired, observed) = (&report.desired, &mut report.observed);
             let result = act::execute(aws, desired, observed, &action, dry_run).await;
@@ -352,7 +355,11 @@ impl Engine {
     /// The quota check before a create: refused (`QuotaExceeded`) when it
     /// would leave fewer free than the reserve. An account summary that
     /// cannot be read blocks the create only when a reserve was asked for.
-    async fn admit_create(&self, aws: &Aws, account: Option<&str>) -> Result<(), AwsError> {
+    async fn admit_create(
+        &self,
+        aws: &Aws,
+        account: Option<&str>,
+    ) -> Result<Option<(Reason, String)>, AwsError> {
         let reserve = self.config.profile_quota_reserve;
         let account = account.unwrap_or_default();
         match self
@@ -360,23 +367,21 @@ impl Engine {
             .admit_create(aws, account, reserve, self.config.quota_max_age)
             .await
         {
-            Ok(usage) => {
-                if usage.nearly_full() {
-                    tracing::warn!(
-                        account,
-                        used = usage.used,
-                        quota = usage.quota,
-                        "{} of {} instance profiles of the account are in use",
-                        usage.used,
-                        usage.quota
-                    );
-                }
-                Ok(())
+            Ok(usage) if usage.nearly_full() => {
+                let message = format!(
+                    "{} of {} instance profiles of the account are in use (over {} %); delete unused ones (plan --prune lists this cluster's orphans) or raise the quota",
+                    usage.used,
+                    usage.quota,
+                    super::quota::Usage::WARN_PERCENT
+                );
+                tracing::warn!(account, "{message}");
+                Ok(Some((Reason::QuotaNearlyFull, message)))
             }
+            Ok(_) => Ok(None),
             Err(e) if e.kind == ErrorKind::QuotaExceeded || reserve > 0 => Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "account summary unread; creating without the quota check");
-                Ok(())
+                Ok(None)
             }
         }
     }

@@ -217,6 +217,8 @@ pub struct Outcome {
     pub needs_user: bool,
     /// Deletion finished (cleanup only).
     pub deleted: bool,
+    /// Warnings beside the verdict (the quota nearly full), for events.
+    pub notices: Vec<(Reason, String)>,
 }
 
 impl Outcome {

@@ -128,6 +128,8 @@ pub enum Reason {
     AwsError,
     /// `apply` was stopped by a signal before the binding was done.
     Interrupted,
+    /// A Warning event: the account's instance profiles passed 90 % of the quota.
+    QuotaNearlyFull,
     /// The reconcile-result metric label of a failed Kubernetes API call.
     KubeError,
     /// The reconcile-result metric label of a binding object without a name.
@@ -198,6 +200,7 @@ impl Reason {
             Self::Replaced => "Replaced",
             Self::Reassociated => "Reassociated",
             Self::Retained => "Retained",
+            Self::QuotaNearlyFull => "QuotaNearlyFull",
             Self::KubeError => "KubeError",
             Self::Unnamed => "Unnamed",
             Self::FinalizerError => "FinalizerError",

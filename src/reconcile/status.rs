@@ -200,6 +200,8 @@ pub(crate) struct Report<'a> {
     /// A known wait that replaces the reason's backoff (propagation pacing).
     pub wait: Option<Duration>,
     pub note: Option<Note>,
+    /// Warnings beside the verdict, passed on to the outcome.
+    pub notices: Vec<(Reason, String)>,
 }
 
 /// A message that replaces or prefixes the verdict's.
@@ -225,6 +227,7 @@ impl<'a> Report<'a> {
             moved: Vec::new(),
             wait: None,
             note: None,
+            notices: Vec::new(),
         }
     }
 }
@@ -243,6 +246,7 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
         moved,
         wait,
         note,
+        notices,
     } = report;
     let (desired, observed, decision) = (&desired, &observed, &decision);
     let v = verdict(decision, observed, failure.as_ref(), &actions, deleted);
@@ -436,6 +440,7 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
         message,
         needs_user: v.needs_user,
         deleted,
+        notices,
     }
 }
 
@@ -518,6 +523,7 @@ mod tests {
             moved: Vec::new(),
             wait: None,
             note: None,
+            notices: Vec::new(),
         })
     }
 
