@@ -46,6 +46,10 @@ pub struct Metrics {
     /// (before the controller creates one) and counted forward.
     pub instance_profiles: Family<AccountLabels, Gauge>,
     pub instance_profiles_quota: Family<AccountLabels, Gauge>,
+    /// Profiles of this cluster id whose binding is gone, at the last sweep.
+    pub orphaned_profiles: Gauge,
+    /// Orphaned profiles the sweep deleted.
+    pub orphans_deleted: Counter,
     /// Ready reason per binding, to keep `bindings_by_reason` exact.
     ready_reasons: Mutex<std::collections::HashMap<String, String>>,
 }
@@ -106,8 +110,22 @@ impl Metrics {
             "The account's instance-profile quota (IAM GetAccountSummary)",
             instance_profiles_quota.clone(),
         );
+        let orphaned_profiles = Gauge::default();
+        registry.register(
+            "orphaned_instance_profiles",
+            "Instance profiles of this cluster id whose binding is gone, at the last orphan sweep",
+            orphaned_profiles.clone(),
+        );
+        let orphans_deleted = Counter::default();
+        registry.register(
+            "orphaned_instance_profiles_deleted",
+            "Orphaned instance profiles the sweep deleted",
+            orphans_deleted.clone(),
+        );
         Self {
             registry,
+            orphaned_profiles,
+            orphans_deleted,
             instance_profiles,
             instance_profiles_quota,
             aws_calls,

@@ -31,6 +31,7 @@ const RENDERED: &str = "deploy/manifests.yaml";
 /// of an older chart without the parent still render), so `.Values.<leaf
 /// path>` never appears literally.
 const VIA_PARENT: &[&str] = &[
+    "orphanSweep",
     "podSecurityContext",
     "securityContext",
     "resources",

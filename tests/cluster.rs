@@ -717,3 +717,141 @@ async fn quota_against_a_real_api_server() {
     let cluster = require_real_kube!();
     quota_scenario(&Cluster::Real(cluster)).await;
 }
+
+/// The orphan sweep: a binding deleted with its finalizer stripped while
+/// the controller was down leaves its profile behind; `run` reports it and,
+/// with `--orphan-sweep=delete` after the grace, deletes it safely. A
+/// profile of another cluster id and a live binding's are never touched.
+async fn orphan_scenario(cluster: &Cluster) {
+    let aws = common::Aws::start().await;
+    aws.create_role("web-app", common::TRUST_EC2).await;
+    let inst = aws.run_instances(2, &[]).await;
+    // Another cluster's profile, tagged as its own.
+    let foreign = instance_profile_controller::naming::profile_name(
+        "other",
+        &instance_profile_controller::naming::BindingKey {
+            namespace: "team-a".into(),
+            name: "gone".into(),
+        },
+    );
+    aws.create_profile(&foreign, "/ipb/other/").await;
+    for (k, v) in [
+        ("instanceprofile.dev/cluster-id", "other"),
+        ("instanceprofile.dev/namespace", "team-a"),
+        ("instanceprofile.dev/name", "gone"),
+    ] {
+        aws.tag_profile(&foreign, k, v).await;
+    }
+    let client = cluster.client().await;
+    let (policies, api) = install(&client).await;
+    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfilePolicy",
+        "metadata": {"name": "team-a"},
+        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+    let first = controller(cluster, &aws, "replica-a", free_port(), &[]);
+    for (name, i) in [("keep", 0), ("gone", 1)] {
+        let b: InstanceProfileBinding =
+            serde_json::from_value(binding(name, "web-app", &inst[i..=i])).expect("binding");
+        api.create(&PostParams::default(), &b)
+            .await
+            .expect("create binding");
+        wait_status(&api, name, "Ready", ready_for_generation).await;
+    }
+    // The controller is down; someone strips the finalizer and deletes.
+    drop(first);
+    api.patch(
+        "gone",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("strip finalizer");
+    api.delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&api, "gone").await;
+    let gone = common::profile_name("team-a", "gone");
+    let keep = common::profile_name("team-a", "keep");
+
+    // Report only: counted, left in place.
+    let port = free_port();
+    let report = controller(
+        cluster,
+        &aws,
+        "replica-b",
+        port,
+        &["--orphan-sweep-interval", "1s"],
+    );
+    let start = Instant::now();
+    loop {
+        // (The metrics server is up once the controller has started.)
+        let text = if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            common::http(port, "GET", "/metrics", "").1
+        } else {
+            String::new()
+        };
+        if text.contains("instance_profile_controller_orphaned_instance_profiles 1") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the orphan was never reported: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(aws.profiles().await.contains_key(&gone));
+    drop(report);
+
+    // Delete after the grace: only the orphan goes, safely.
+    let _delete = controller(
+        cluster,
+        &aws,
+        "replica-c",
+        free_port(),
+        &[
+            "--orphan-sweep-interval",
+            "1s",
+            "--orphan-sweep",
+            "delete",
+            "--orphan-grace",
+            "2s",
+        ],
+    );
+    let start = Instant::now();
+    while aws.profiles().await.contains_key(&gone) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the orphan was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let profiles = aws.profiles().await;
+    assert!(
+        profiles.contains_key(&keep),
+        "a live binding's profile went"
+    );
+    assert!(
+        profiles.contains_key(&foreign),
+        "another cluster's profile went"
+    );
+    let held = aws.associations().await;
+    assert!(
+        !held.contains_key(&inst[1]),
+        "the orphan's association stayed: {held:?}"
+    );
+    assert!(held.contains_key(&inst[0]), "{held:?}");
+}
+
+#[tokio::test]
+async fn orphan_sweep_against_a_real_api_server() {
+    require_moto!();
+    let cluster = require_real_kube!();
+    orphan_scenario(&Cluster::Real(cluster)).await;
+}

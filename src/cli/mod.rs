@@ -480,12 +480,37 @@ pub struct RunArgs {
     /// How long a leader's lease lasts without renewal.
     #[arg(long, env = "IPB_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
+    /// How often to look for orphaned instance profiles: this cluster id's,
+    /// whose binding is gone (0 turns the sweep off).
+    #[arg(long, env = "IPB_ORPHAN_SWEEP_INTERVAL", default_value = "30m", value_parser = parse_duration, help_heading = "Orphan sweep")]
+    pub orphan_sweep_interval: Duration,
+    /// What the sweep does with an orphan: report it (a metric, a log line)
+    /// or, after --orphan-grace, delete it through the safe deletion path.
+    #[arg(
+        long,
+        env = "IPB_ORPHAN_SWEEP",
+        value_enum,
+        default_value = "report",
+        help_heading = "Orphan sweep"
+    )]
+    pub orphan_sweep: OrphanSweep,
+    /// How long an orphan must have been seen before the sweep deletes it
+    /// (so a binding restored from a backup is not raced).
+    #[arg(long, env = "IPB_ORPHAN_GRACE", default_value = "1h", value_parser = parse_duration, help_heading = "Orphan sweep")]
+    pub orphan_grace: Duration,
     #[command(flatten)]
     pub kube: KubeArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// `--orphan-sweep`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrphanSweep {
+    Report,
+    Delete,
 }
 
 #[derive(Args, Debug, Clone)]

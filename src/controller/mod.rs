@@ -8,6 +8,7 @@
 
 mod context;
 mod reconciler;
+mod sweep;
 mod watches;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use tokio::sync::watch;
 
 use crate::aws::Aws;
-use crate::cli::RunArgs;
+use crate::cli::{OrphanSweep, RunArgs};
 use crate::crd::{InstanceProfileBinding, InstanceProfilePolicy};
 use crate::leader::{self, LeaderElector, Leadership};
 use crate::metrics::Metrics;
@@ -120,6 +121,17 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
         )
         .with_gate(gate),
     );
+    let sweeper = (!args.orphan_sweep_interval.is_zero()).then(|| {
+        tokio::spawn(sweep::run(
+            ctx.clone(),
+            sweep::Sweep {
+                every: args.orphan_sweep_interval,
+                delete: args.orphan_sweep == OrphanSweep::Delete,
+                grace: args.orphan_grace,
+            },
+            args.namespace.clone(),
+        ))
+    });
     tracing::info!(
         namespace = args.namespace.as_deref().unwrap_or("(all)"),
         cluster_id = %ctx.engine.config.cluster_id,
@@ -135,6 +147,9 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
             }
         })
         .await;
+    if let Some(task) = sweeper {
+        task.abort();
+    }
     metrics.leader.set(0);
     match lease {
         Some(lease) if lease.is_lost() => Err(crate::Error::Kube(

@@ -13,6 +13,7 @@ pub mod decide;
 pub mod engine;
 pub mod model;
 pub mod observe;
+pub mod orphans;
 pub mod place;
 pub mod policy;
 pub mod propagation;

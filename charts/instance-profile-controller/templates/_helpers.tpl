@@ -138,7 +138,15 @@ one item, --name=value, so extraArgs can replace it by name.
 {{- $flags = append $flags (printf "--rate-limit-ec2-read=%s" .Values.rateLimits.ec2Read) }}
 {{- $flags = append $flags (printf "--rate-limit-ec2-write=%s" .Values.rateLimits.ec2Write) }}
 {{- $flags = append $flags (printf "--role-cache-ttl=%s" .Values.roleCacheTtl) }}
-{{- $flags = append $flags (printf "--profile-quota-reserve=%d" (int .Values.profileQuotaReserve)) }}
+{{- /* Values newer than 0.1.0 default here too: `helm upgrade --reuse-values` keeps the old values file. */}}
+{{- $flags = append $flags (printf "--profile-quota-reserve=%d" (int (.Values.profileQuotaReserve | default 0))) }}
+{{- $sweep := dict "interval" "30m" "mode" "report" "grace" "1h" }}
+{{- range $k, $v := (.Values.orphanSweep | default dict) }}
+{{- $_ := set $sweep $k $v }}
+{{- end }}
+{{- $flags = append $flags (printf "--orphan-sweep-interval=%s" (toString $sweep.interval)) }}
+{{- $flags = append $flags (printf "--orphan-sweep=%s" $sweep.mode) }}
+{{- $flags = append $flags (printf "--orphan-grace=%s" (toString $sweep.grace)) }}
 {{- $flags = append $flags (printf "--assume-role-duration-seconds=%d" (int .Values.assumeRoleDurationSeconds)) }}
 {{- $flags = append $flags (printf "--log-format=%s" .Values.logging.format) }}
 {{- $flags = append $flags (printf "--log-level=%s" .Values.logging.level) }}
