@@ -156,7 +156,7 @@ pub struct InstanceProfileSettings {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("(has(self.ids) && size(self.ids) > 0) || (has(self.tags) && size(self.tags) > 0)").message("spec.instances needs at least one of ids or tags"))]
+#[x_kube(validation = Rule::new("(has(self.ids) && size(self.ids) > 0) || (has(self.tags) && size(self.tags) > 0) || has(self.nodeSelector)").message("spec.instances needs at least one of ids, tags or nodeSelector"))]
 pub struct InstanceSelector {
     /// Explicit instance ids, each 'i-' followed by 8 or 17 lowercase
     /// hexadecimal digits. With `tags`, the binding selects the union: an
@@ -178,6 +178,15 @@ pub struct InstanceSelector {
     #[x_kube(validation = Rule::new("size(self) <= 50").message("spec.instances.tags may hold at most 50 tags"))]
     #[x_kube(validation = Rule::new("self.all(k, size(k) >= 1 && size(k) <= 128 && size(self[k]) <= 256)").message("spec.instances.tags keys must be 1-128 characters and values at most 256"))]
     pub tags: BTreeMap<String, String>,
+
+    /// The EC2 instances behind the Kubernetes Nodes these labels select
+    /// (`run` with --watch-nodes; the instance id comes from
+    /// `spec.providerID`). Nodes that are not EC2 instances (Fargate, hybrid
+    /// nodes, other clouds) are skipped; nodes a node manager owns
+    /// (Karpenter, managed node groups, EKS Auto Mode) are left out unless a
+    /// policy sets allowManagedNodes. With ids/tags: the union.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
@@ -218,10 +227,26 @@ pub struct InstanceProfileBindingStatus {
     /// controller's own account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assume_role_arn: Option<String>,
+    /// What `spec.instances.nodeSelector` selected: EC2 nodes, nodes skipped
+    /// (not EC2 instances) and nodes left out (a node manager owns them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeSelectionStatus>,
     /// A role change moving instances to fresh associations
     /// (`spec.rotation.onRoleChange: Reassociate`); absent when none is in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectionStatus {
+    /// Selected nodes that are EC2 instances (their instances are listed in `instances`).
+    pub selected: u32,
+    /// Selected nodes that are not EC2 instances (Fargate, hybrid nodes, other clouds).
+    pub skipped: u32,
+    /// Selected nodes left out, each with why ("node-1: owned by Karpenter; an InstanceProfilePolicy with allowManagedNodes: true lets it be selected").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -361,6 +386,12 @@ pub struct InstanceProfilePolicySpec {
     /// Reconcile the governed bindings in another AWS account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<PolicyAccount>,
+    /// Whether governed bindings' nodeSelector may select nodes a node
+    /// manager owns (Karpenter, EKS managed node groups, EKS Auto Mode).
+    /// Replacing their profile can take them NotReady (the node role must be
+    /// mapped for the cluster), so they are left out by default.
+    #[serde(default)]
+    pub allow_managed_nodes: bool,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -626,7 +626,7 @@ spec:
                     "  instances: {ids: [i-0123456789abcdef0], tags: {app: web}}",
                     "  instances: {}",
                 ),
-                "at least one of ids or tags",
+                "at least one of ids, tags or nodeSelector",
             ),
             (
                 GOOD.replace("  role: web-app\n", ""),

@@ -183,6 +183,20 @@ fn table() -> Vec<(&'static str, String, Option<&'static str>)> {
             Some("metadata.nmespace"),
         ),
         (
+            "instances by node labels only",
+            binding(
+                "  role: web-app\n  instances: {nodeSelector: {matchLabels: {role: web}, matchExpressions: [{key: zone, operator: In, values: [a, b]}]}}\n",
+            ),
+            None,
+        ),
+        (
+            "node selector with an unknown operator",
+            binding(
+                "  role: web-app\n  instances: {nodeSelector: {matchExpressions: [{key: zone, operator: Near}]}}\n",
+            ),
+            Some("spec.instances.nodeSelector.matchExpressions[0].operator"),
+        ),
+        (
             "rotation of 3 at a time",
             binding(&format!(
                 "  role: web-app\n{ok_instances}  rotation: {{onRoleChange: Reassociate, maxUnavailable: 3}}\n"

@@ -32,6 +32,7 @@ const RENDERED: &str = "deploy/manifests.yaml";
 /// path>` never appears literally.
 const VIA_PARENT: &[&str] = &[
     "orphanSweep",
+    "nodeSelection",
     "podSecurityContext",
     "securityContext",
     "resources",

@@ -855,3 +855,135 @@ async fn orphan_sweep_against_a_real_api_server() {
     let cluster = require_real_kube!();
     orphan_scenario(&Cluster::Real(cluster)).await;
 }
+
+/// spec.instances.nodeSelector with --watch-nodes: Node objects made by
+/// hand (no kubelet) point at moto instances. An EC2 node is associated, a
+/// Fargate node skipped, a managed node group's node left out until a
+/// policy allows managed nodes; a node registered later is picked up.
+async fn node_selector_scenario(cluster: &Cluster) {
+    let aws = common::Aws::start().await;
+    aws.create_role("web-app", common::TRUST_EC2).await;
+    let inst = aws.run_instances(3, &[]).await;
+    let client = cluster.client().await;
+    let (policies, api) = install(&client).await;
+    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfilePolicy",
+        "metadata": {"name": "team-a"},
+        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = |name: &str, labels: serde_json::Value, provider: &str| {
+        serde_json::from_value::<k8s_openapi::api::core::v1::Node>(serde_json::json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"providerID": provider},
+        }))
+        .expect("node")
+    };
+    for n in [
+        node(
+            "n1",
+            serde_json::json!({"role": "web"}),
+            &format!("aws:///us-east-1a/{}", inst[0]),
+        ),
+        node(
+            "nf",
+            serde_json::json!({"role": "web"}),
+            "aws:///us-east-1a/fargate-ip-10-0-0-1.ec2.internal",
+        ),
+        node(
+            "nm",
+            serde_json::json!({"role": "web", "eks.amazonaws.com/nodegroup": "ng-1"}),
+            &format!("aws:///us-east-1a/{}", inst[2]),
+        ),
+    ] {
+        nodes
+            .create(&PostParams::default(), &n)
+            .await
+            .expect("create node");
+    }
+    let _run = controller(cluster, &aws, "replica-a", free_port(), &["--watch-nodes"]);
+    let web: InstanceProfileBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfileBinding",
+        "metadata": {"name": "web", "namespace": "team-a"},
+        "spec": {"role": "web-app", "instances": {"nodeSelector": {"matchLabels": {"role": "web"}}}},
+    }))
+    .expect("binding");
+    api.create(&PostParams::default(), &web)
+        .await
+        .expect("create binding");
+    let done = wait_status(&api, "web", "Ready with one node", |b, s| {
+        ready_for_generation(b, s) && s.instances.len() == 1
+    })
+    .await;
+    let status = done.status.expect("status");
+    let nodes_status = status.nodes.expect("status.nodes");
+    assert_eq!(
+        (nodes_status.selected, nodes_status.skipped),
+        (1, 1),
+        "{nodes_status:?}"
+    );
+    assert!(
+        nodes_status.excluded.len() == 1
+            && nodes_status.excluded[0].starts_with("nm:")
+            && nodes_status.excluded[0].contains("managed node group"),
+        "{nodes_status:?}"
+    );
+    let profile = common::profile_name("team-a", "web");
+    let held = aws.associations().await;
+    assert!(
+        held.get(&inst[0]).is_some_and(|a| a.1.ends_with(&profile)),
+        "{held:?}"
+    );
+    assert!(
+        !held.contains_key(&inst[2]),
+        "a managed node's instance was touched: {held:?}"
+    );
+
+    // A node registers later: picked up.
+    nodes
+        .create(
+            &PostParams::default(),
+            &node(
+                "n2",
+                serde_json::json!({"role": "web"}),
+                &format!("aws:///us-east-1a/{}", inst[1]),
+            ),
+        )
+        .await
+        .expect("create node");
+    wait_status(&api, "web", "the new node's instance", |_, s| {
+        s.instances
+            .iter()
+            .any(|i| i.id == inst[1] && i.state == "associated")
+    })
+    .await;
+    // The policy allows managed nodes: the node group's instance joins.
+    policies
+        .patch(
+            "team-a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"allowManagedNodes": true}})),
+        )
+        .await
+        .expect("allow managed nodes");
+    wait_status(&api, "web", "the managed node's instance", |_, s| {
+        s.instances
+            .iter()
+            .any(|i| i.id == inst[2] && i.state == "associated")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn node_selector_against_a_real_api_server() {
+    require_moto!();
+    let cluster = require_real_kube!();
+    node_selector_scenario(&Cluster::Real(cluster)).await;
+}

@@ -480,6 +480,10 @@ pub struct RunArgs {
     /// How long a leader's lease lasts without renewal.
     #[arg(long, env = "IPB_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
+    /// Watch Nodes, so bindings can select instances by
+    /// `spec.instances.nodeSelector` (needs get/list/watch on nodes).
+    #[arg(long, env = "IPB_WATCH_NODES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", help_heading = "Kubernetes")]
+    pub watch_nodes: bool,
     /// How often to look for orphaned instance profiles: this cluster id's,
     /// whose binding is gone (0 turns the sweep off).
     #[arg(long, env = "IPB_ORPHAN_SWEEP_INTERVAL", default_value = "30m", value_parser = parse_duration, help_heading = "Orphan sweep")]

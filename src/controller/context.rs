@@ -6,17 +6,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Node;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use tokio::time::Instant;
 
 use crate::aws::AwsError;
-use crate::crd::{InstanceProfileBinding, READY};
+use crate::crd::{InstanceProfileBinding, InstanceProfileBindingSpec, READY};
 use crate::metrics::Metrics;
 use crate::naming::BindingKey;
 use crate::reconcile::cache::{Lookup, SnapshotCache};
+use crate::reconcile::nodes::{self, NodeInfo, NodeSelection};
 use crate::reconcile::policy::PolicySet;
 use crate::reconcile::rivals::Rivals;
 use crate::reconcile::{Backoffs, Engine, Next, Outcome, Reason, Snapshot};
@@ -37,6 +39,8 @@ pub struct Context {
     snapshots: SnapshotCache,
     /// Policies and namespaces, when the policy gate is on.
     gate: Option<PolicyStores>,
+    /// Nodes (spec.providerID and labels), with --watch-nodes.
+    nodes: Option<Store<Node>>,
     backoffs: Mutex<Backoffs<BindingKey>>,
     last_write: Mutex<HashMap<BindingKey, Instant>>,
     arrivals: Mutex<Arrivals>,
@@ -64,6 +68,7 @@ impl Context {
             store,
             snapshots: SnapshotCache::new(Some(snapshot_max_age)),
             gate: None,
+            nodes: None,
             backoffs: Mutex::new(Backoffs::default()),
             last_write: Mutex::new(HashMap::new()),
             arrivals: Mutex::new(Arrivals::default()),
@@ -74,6 +79,40 @@ impl Context {
     #[must_use]
     pub(super) fn with_gate(self, gate: Option<PolicyStores>) -> Self {
         Self { gate, ..self }
+    }
+
+    /// Resolves nodeSelector from this Node cache (--watch-nodes).
+    #[must_use]
+    pub(super) fn with_nodes(self, nodes: Option<Store<Node>>) -> Self {
+        Self { nodes, ..self }
+    }
+
+    /// What a binding's nodeSelector selects now. Without --watch-nodes,
+    /// every node it would select is unknown: an empty selection that says so.
+    pub(super) fn node_selection(
+        &self,
+        namespace: &str,
+        spec: &InstanceProfileBindingSpec,
+        policies: Option<&PolicySet>,
+    ) -> Option<NodeSelection> {
+        let selector = spec.instances.node_selector.as_ref()?;
+        let Some(store) = &self.nodes else {
+            return Some(NodeSelection {
+                unwatched: true,
+                ..NodeSelection::default()
+            });
+        };
+        let nodes: Vec<NodeInfo> = store
+            .state()
+            .iter()
+            .map(|n| NodeInfo {
+                name: n.name_any(),
+                labels: n.labels().clone(),
+                provider_id: n.spec.as_ref().and_then(|s| s.provider_id.clone()),
+            })
+            .collect();
+        let allow = policies.is_some_and(|p| p.allows_managed_nodes(namespace));
+        Some(nodes::select(selector, &nodes, allow))
     }
 
     /// The policies in force now (`None`: gate off).

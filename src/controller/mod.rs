@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -109,6 +109,14 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
     } else {
         None
     };
+    let nodes = if args.watch_nodes {
+        let api: Api<Node> = Api::all(client.clone());
+        let node_store = watches::node_store(api.clone()).await?;
+        controller = watches::requeue_on_node_changes(controller, api, &store);
+        Some(node_store)
+    } else {
+        None
+    };
     let resync = args.resync_interval.max(Duration::from_secs(1));
     let ctx = Arc::new(
         Context::new(
@@ -119,7 +127,8 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
             (resync / 2).min(Duration::from_secs(60)),
             Some(identity),
         )
-        .with_gate(gate),
+        .with_gate(gate)
+        .with_nodes(nodes),
     );
     let sweeper = (!args.orphan_sweep_interval.is_zero()).then(|| {
         tokio::spawn(sweep::run(

@@ -17,7 +17,6 @@ use crate::crd::{
 };
 use crate::metrics::ResultLabels;
 use crate::naming::BindingKey;
-use crate::reconcile::policy::PolicySet;
 use crate::reconcile::{BackoffClass, BindingInput, Next, Outcome, Reason};
 
 use super::context::{Context, FIELD_MANAGER, key_of};
@@ -117,17 +116,18 @@ pub fn error_policy(
     ctx.requeue(&key, next)
 }
 
-fn input(
-    b: &InstanceProfileBinding,
-    policies: Option<Arc<PolicySet>>,
-) -> Result<BindingInput, Error> {
+fn input(b: &InstanceProfileBinding, ctx: &Context) -> Result<BindingInput, Error> {
+    let key = key_of(b).ok_or(Error::Unnamed)?;
+    let policies = ctx.policy_set();
+    let nodes = ctx.node_selection(&key.namespace, &b.spec, policies.as_deref());
     Ok(BindingInput {
-        key: key_of(b).ok_or(Error::Unnamed)?,
+        key,
         uid: b.metadata.uid.clone(),
         generation: b.metadata.generation,
         spec: b.spec.clone(),
         previous: b.status.clone(),
         policies,
+        nodes,
     })
 }
 
@@ -136,7 +136,7 @@ async fn apply(
     ctx: &Context,
     started: Instant,
 ) -> Result<Action, Error> {
-    let input = input(&b, ctx.policy_set())?;
+    let input = input(&b, ctx)?;
     let key = &input.key;
     // A spec the controller has not seen yet gets a snapshot from after it
     // arrived; a binding that just wrote reads what it wrote.
@@ -162,7 +162,7 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     // Deletion is not gated: it only removes what an allowed binding made.
     // The policies still travel along: a cross-account binding's external id is theirs.
-    let input = input(&b, ctx.policy_set())?;
+    let input = input(&b, ctx)?;
     let key = &input.key;
     if input.spec.deletion_policy == DeletionPolicy::Retain {
         ctx.publish(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec};
 use kube::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -133,6 +133,60 @@ pub fn requeue_on_gate_changes(
                     .collect::<Vec<_>>()
             },
         )
+}
+
+/// The Node cache nodeSelector is resolved from (--watch-nodes): names,
+/// labels and `spec.providerID` only. Waits until it has listed.
+///
+/// # Errors
+/// Not listed within 60 s (RBAC: get/list/watch on nodes, most likely).
+pub async fn node_store(nodes: Api<Node>) -> crate::Result<Store<Node>> {
+    let (store, writer) = reflector::store::<Node>();
+    tokio::spawn(
+        reflector::reflector(
+            writer,
+            watcher::watcher(nodes, watcher::Config::default()).modify(slim_node),
+        )
+        .default_backoff()
+        .for_each(|_| async {}),
+    );
+    match tokio::time::timeout(Duration::from_secs(60), store.wait_until_ready()).await {
+        Ok(Ok(())) => Ok(store),
+        _ => Err(crate::Error::Kube(
+            "could not read Nodes within 60 s (--watch-nodes needs get/list/watch on nodes: the chart's nodeSelection.enabled grants it)".into(),
+        )),
+    }
+}
+
+/// Keeps what nodeSelector reads of a Node.
+fn slim_node(n: &mut Node) {
+    n.metadata.managed_fields = None;
+    n.metadata.annotations = None;
+    n.status = None;
+    if let Some(spec) = n.spec.as_mut() {
+        *spec = NodeSpec {
+            provider_id: spec.provider_id.take(),
+            ..NodeSpec::default()
+        };
+    }
+}
+
+/// Re-queues the bindings with a nodeSelector when a Node changes, so a new
+/// node is associated within seconds of registering.
+pub fn requeue_on_node_changes(
+    controller: Controller<InstanceProfileBinding>,
+    nodes: Api<Node>,
+    bindings: &Store<InstanceProfileBinding>,
+) -> Controller<InstanceProfileBinding> {
+    let with_selector = bindings.clone();
+    controller.watches(nodes, watcher::Config::default(), move |_: Node| {
+        with_selector
+            .state()
+            .iter()
+            .filter(|b| b.spec.instances.node_selector.is_some())
+            .map(|b| ObjectRef::from_obj(&**b))
+            .collect::<Vec<_>>()
+    })
 }
 
 /// A tick every `interval`, the first one `interval` from now: AWS changes

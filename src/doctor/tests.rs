@@ -46,6 +46,7 @@ fn spec(role: &str, ids: &[&str]) -> InstanceProfileBindingSpec {
         instances: InstanceSelector {
             ids: ids.iter().map(|s| (*s).to_string()).collect(),
             tags: BTreeMap::new(),
+            node_selector: None,
         },
         replace_foreign_associations: false,
         deletion_policy: crate::crd::DeletionPolicy::Delete,

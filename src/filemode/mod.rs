@@ -67,6 +67,13 @@ fn inputs(bindings: &[FileBinding], opts: &FileModeOptions) -> Vec<Work> {
                 spec: fb.binding.spec.clone(),
                 previous: None,
                 policies: opts.policies.clone(),
+                // Nodes live in a cluster: file mode cannot resolve them.
+                nodes: fb.binding.spec.instances.node_selector.as_ref().map(|_| {
+                    crate::reconcile::nodes::NodeSelection {
+                        unwatched: true,
+                        ..Default::default()
+                    }
+                }),
             },
             prune: false,
         })

@@ -253,11 +253,12 @@ impl Engine {
 
     /// A binding's slice of a snapshot: its profile and selected instances.
     fn observe(&self, snapshot: &Snapshot, b: &BindingInput) -> Observed {
-        Observed::from_snapshot(
-            snapshot,
-            &self.profile_name(&b.key),
-            &super::model::selector_of(&b.spec),
-        )
+        let mut selector = super::model::selector_of(&b.spec);
+        // The instances behind the Nodes nodeSelector selected.
+        if let Some(nodes) = &b.nodes {
+            selector.ids.extend(nodes.ids.iter().cloned());
+        }
+        Observed::from_snapshot(snapshot, &self.profile_name(&b.key), &selector)
     }
 
     /// Decide and act, one action at a time, until nothing is left to do,

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod decide;
 pub mod engine;
 pub mod model;
+pub mod nodes;
 pub mod observe;
 pub mod orphans;
 pub mod place;

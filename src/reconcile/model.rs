@@ -11,6 +11,7 @@ use crate::aws::{Instance, RoleInfo};
 use crate::crd::{DeletionPolicy, InstanceProfileBindingSpec, InstanceProfileBindingStatus};
 use crate::naming::{self, BindingKey};
 
+use super::nodes::NodeSelection;
 use super::policy::PolicySet;
 use super::reason::{BackoffClass, Reason};
 
@@ -239,6 +240,9 @@ pub struct BindingInput {
     pub previous: Option<InstanceProfileBindingStatus>,
     /// The policy gate; `None` when it is off.
     pub policies: Option<Arc<PolicySet>>,
+    /// What `spec.instances.nodeSelector` selected (`run` resolves it from
+    /// its Node cache); `None` without one.
+    pub nodes: Option<NodeSelection>,
 }
 
 /// Controller-wide settings that shape names and paths.

@@ -138,5 +138,6 @@ pub fn cleanup_input(
         spec,
         previous,
         policies,
+        nodes: None,
     }
 }

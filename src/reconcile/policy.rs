@@ -124,6 +124,15 @@ impl PolicySet {
         }
     }
 
+    /// Whether a policy covering `namespace` lets its bindings select nodes
+    /// a node manager owns.
+    #[must_use]
+    pub fn allows_managed_nodes(&self, namespace: &str) -> bool {
+        self.policies
+            .iter()
+            .any(|(_, p)| p.allow_managed_nodes && self.covers(p, namespace))
+    }
+
     fn covers(&self, policy: &InstanceProfilePolicySpec, namespace: &str) -> bool {
         policy.namespaces.names.iter().any(|n| n == namespace)
             || policy.namespaces.selector.as_ref().is_some_and(|s| {
@@ -258,6 +267,7 @@ mod tests {
             instances: PolicyInstances::default(),
             allow_replace_foreign_associations: false,
             account: None,
+            allow_managed_nodes: false,
         }
     }
 

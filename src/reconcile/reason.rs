@@ -121,6 +121,8 @@ pub enum Reason {
     PolicyDenied,
     /// Another binding selects the same instance.
     Conflict,
+    /// spec.instances.nodeSelector, and the controller does not watch Nodes.
+    NodesNotWatched,
     /// The role changed and instances are being moved to fresh associations
     /// in batches (`spec.rotation.onRoleChange: Reassociate`).
     Rotating,
@@ -182,6 +184,7 @@ impl Reason {
             Self::QuotaExceeded => "QuotaExceeded",
             Self::PolicyDenied => "PolicyDenied",
             Self::Rotating => "Rotating",
+            Self::NodesNotWatched => "NodesNotWatched",
             Self::Conflict => "Conflict",
             Self::AwsError => "AwsError",
             Self::Interrupted => "Interrupted",
@@ -224,6 +227,7 @@ impl Reason {
                 | Self::QuotaExceeded
                 | Self::PolicyDenied
                 | Self::Conflict
+                | Self::NodesNotWatched
                 | Self::AwsError
         )
     }

@@ -2,8 +2,9 @@
 
 use crate::aws::AssociationState;
 use crate::crd::{
-    ASSOCIATED, Condition, InstanceProfileBindingStatus, InstanceStatus, PROFILE_READY,
-    ProfileStatus, READY, RECONCILING, ROLE_ATTACHED, RoleStatus, RotationStatus, STALLED,
+    ASSOCIATED, Condition, InstanceProfileBindingStatus, InstanceStatus, NodeSelectionStatus,
+    PROFILE_READY, ProfileStatus, READY, RECONCILING, ROLE_ATTACHED, RoleStatus, RotationStatus,
+    STALLED,
 };
 
 use std::time::Duration;
@@ -32,6 +33,7 @@ struct Verdict {
 }
 
 fn verdict(
+    nodes_unwatched: bool,
     decision: &Decision,
     observed: &Observed,
     failure: Option<&Failure>,
@@ -80,6 +82,15 @@ fn verdict(
             message,
             needs_user: reason.needs_person(),
             next: Next::Backoff(reason.backoff()),
+        };
+    }
+    if nodes_unwatched {
+        return Verdict {
+            ready: false,
+            reason: Reason::NodesNotWatched,
+            message: "spec.instances.nodeSelector needs the controller to watch Nodes: run with --watch-nodes (the chart's nodeSelection.enabled), which also grants it get/list/watch on nodes; plan and apply cannot resolve it".into(),
+            needs_user: true,
+            next: Next::Backoff(BackoffClass::Slow),
         };
     }
     if let Some(r) = observed.rotation.as_ref().filter(|r| !r.pending.is_empty()) {
@@ -249,7 +260,15 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
         notices,
     } = report;
     let (desired, observed, decision) = (&desired, &observed, &decision);
-    let v = verdict(decision, observed, failure.as_ref(), &actions, deleted);
+    let unwatched = b.nodes.as_ref().is_some_and(|n| n.unwatched);
+    let v = verdict(
+        unwatched,
+        decision,
+        observed,
+        failure.as_ref(),
+        &actions,
+        deleted,
+    );
     let profile = observed.profile.as_ref();
     let foreign_held: Vec<&str> = decision
         .problems
@@ -385,6 +404,19 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
     }
     let mut status = InstanceProfileBindingStatus {
         assume_role_arn: account,
+        nodes: b.nodes.as_ref().map(|n| NodeSelectionStatus {
+            selected: u32::try_from(n.ids.len()).unwrap_or(u32::MAX),
+            skipped: u32::try_from(n.skipped.len()).unwrap_or(u32::MAX),
+            excluded: n
+                .excluded
+                .iter()
+                .map(|(node, who)| {
+                    format!(
+                        "{node}: managed by {who}; an InstanceProfilePolicy with allowManagedNodes: true lets it be selected"
+                    )
+                })
+                .collect(),
+        }),
         rotation: observed
             .rotation
             .as_ref()
@@ -545,6 +577,7 @@ mod tests {
             },
             previous,
             policies: None,
+            nodes: None,
         }
     }
 

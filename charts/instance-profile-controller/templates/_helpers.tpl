@@ -140,6 +140,9 @@ one item, --name=value, so extraArgs can replace it by name.
 {{- $flags = append $flags (printf "--role-cache-ttl=%s" .Values.roleCacheTtl) }}
 {{- /* Values newer than 0.1.0 default here too: `helm upgrade --reuse-values` keeps the old values file. */}}
 {{- $flags = append $flags (printf "--profile-quota-reserve=%d" (int (.Values.profileQuotaReserve | default 0))) }}
+{{- if (.Values.nodeSelection | default dict).enabled }}
+{{- $flags = append $flags "--watch-nodes=true" }}
+{{- end }}
 {{- $sweep := dict "interval" "30m" "mode" "report" "grace" "1h" }}
 {{- range $k, $v := (.Values.orphanSweep | default dict) }}
 {{- $_ := set $sweep $k $v }}
