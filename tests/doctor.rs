@@ -148,6 +148,69 @@ async fn healthy_world_passes_every_check_and_doctor_only_reads() {
     assert!(non_reads(&aws).is_empty(), "{:?}", aws.calls());
 }
 
+/// The controller's newer states: the account's quota headroom, read once,
+/// and a role change that moves no instance without `Reassociate`.
+#[tokio::test]
+async fn quota_headroom_and_a_role_change_without_reassociate() {
+    require_moto!();
+    let aws = Aws::start().await;
+    let (inst, _dir, file) = applied_world(&aws).await;
+
+    let (run, report) = doctor(&aws, &["-f", path_str(&file)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let quota = findings(&report, "profile-quota");
+    assert_eq!(quota.len(), 1, "{report:#}");
+    assert_eq!(quota[0]["severity"], "ok", "{report:#}");
+    // moto's quota; the applied binding's profile is in use.
+    assert_eq!(quota[0]["evidence"]["quota"], "1000", "{report:#}");
+    let used: u64 = text(&quota[0]["evidence"]["used"]).parse().unwrap_or(0);
+    assert!(used >= 1, "{report:#}");
+    assert!(
+        findings(&report, "rotation").is_empty(),
+        "nothing to say when the profile holds the binding's role: {report:#}"
+    );
+    assert_eq!(
+        aws.calls()
+            .iter()
+            .filter(|c| c.0 == "GetAccountSummary")
+            .count(),
+        1,
+        "read once: {:?}",
+        aws.calls()
+    );
+
+    // The same binding now wants role B; the profile still holds web-app.
+    aws.create_role("web-app-b", common::TRUST_EC2).await;
+    let (_dir_b, file_b) = write_bindings(&binding(NS, "web", "web-app-b", &ids(&inst), ""));
+    let (run, report) = doctor(&aws, &["-f", path_str(&file_b)]);
+    assert_eq!(run.code, 1, "the role swap is check 2's problem: {run:?}");
+    let note = findings(&report, "rotation");
+    assert_eq!(note.len(), 1, "{report:#}");
+    assert_eq!(note[0]["severity"], "warning");
+    assert_eq!(note[0]["evidence"]["role"], "web-app");
+    assert_eq!(note[0]["evidence"]["wantedRole"], "web-app-b");
+    assert!(
+        text(&note[0]["summary"]).contains("up to an hour"),
+        "{report:#}"
+    );
+    assert!(
+        text(&note[0]["fix"]).contains("onRoleChange: Reassociate"),
+        "{report:#}"
+    );
+
+    // With Reassociate the controller moves the instances: no note.
+    let (_dir_r, file_r) = write_bindings(&binding(
+        NS,
+        "web",
+        "web-app-b",
+        &ids(&inst),
+        "  rotation: {onRoleChange: Reassociate}\n",
+    ));
+    let (_, report) = doctor(&aws, &["-f", path_str(&file_r)]);
+    assert!(findings(&report, "rotation").is_empty(), "{report:#}");
+    assert!(non_reads(&aws).is_empty(), "{:?}", aws.calls());
+}
+
 #[tokio::test]
 async fn profile_without_role_says_add_the_role() {
     require_moto!();

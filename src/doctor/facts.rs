@@ -11,6 +11,7 @@ use crate::aws::{Association, AwsError, ErrorKind, Profile, RoleInfo, RunState};
 use crate::cli::DoctorArgs;
 use crate::crd::{InstanceProfileBindingSpec, InstanceProfileBindingStatus};
 use crate::naming::{self, BindingKey};
+use crate::reconcile::quota::Usage;
 
 /// What doctor was asked to examine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +180,9 @@ pub(super) struct Facts {
     pub permissions: PermissionFacts,
     /// The value of `IPB_ASSUME_ROLE_DURATION_SECONDS`, when set.
     pub session_duration: Option<String>,
+    /// The account's instance profiles and their quota (`GetAccountSummary`),
+    /// or why they could not be read (any failure: not a reason to stop).
+    pub profile_usage: Result<Usage, AwsError>,
 }
 
 impl Facts {

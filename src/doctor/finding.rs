@@ -35,6 +35,8 @@ pub(super) enum Check {
     Profile,
     /// 2. It holds exactly one role, and which.
     ProfileRole,
+    /// A role rotation in progress, or a role change that moves no instance.
+    Rotation,
     /// 3. The role exists; a case-insensitive near match when it does not.
     Role,
     /// 4. The role's trust policy lets EC2 assume it.
@@ -45,6 +47,8 @@ pub(super) enum Check {
     Permissions,
     /// 7. A chained role session asks for at most 3600 s.
     SessionDuration,
+    /// The account's instance profiles against its quota.
+    ProfileQuota,
 }
 
 impl Check {
@@ -54,11 +58,13 @@ impl Check {
             Self::Status => "status",
             Self::Profile => "profile",
             Self::ProfileRole => "profile-role",
+            Self::Rotation => "rotation",
             Self::Role => "role",
             Self::TrustPolicy => "trust-policy",
             Self::Association => "association",
             Self::Permissions => "permissions",
             Self::SessionDuration => "session-duration",
+            Self::ProfileQuota => "profile-quota",
         }
     }
 }

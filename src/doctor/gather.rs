@@ -15,6 +15,7 @@ use crate::cli::KubeArgs;
 use crate::crd::{InstanceProfileBinding, InstanceProfileBindingSpec};
 use crate::naming::{self, BindingKey};
 use crate::reconcile::observe::{Observed, Snapshot, holders, live_associations};
+use crate::reconcile::quota::Usage;
 use crate::reconcile::role::{near_match, role_name};
 use crate::reconcile::{EngineConfig, selector_of};
 
@@ -86,7 +87,8 @@ fn soft<T>(res: Result<T, AwsError>, denied: &mut Vec<AwsError>) -> Result<Read<
 }
 
 /// Reads every fact the checks need. Read-only: List, Get, Describe,
-/// GetCallerIdentity and SimulatePrincipalPolicy calls, nothing else.
+/// GetCallerIdentity, GetAccountSummary and SimulatePrincipalPolicy calls,
+/// nothing else.
 ///
 /// # Errors
 /// When AWS cannot be reached or rejects the credentials.
@@ -113,6 +115,7 @@ pub(super) async fn gather(
         Some(wanted) => Some(role_facts(aws, wanted, &mut denied).await?),
         None => None,
     };
+    let profile_usage = read_usage(aws, &mut denied).await;
     let mut facts = Facts {
         cluster_id: config.cluster_id.clone(),
         path_prefix: config.path_prefix.clone(),
@@ -130,9 +133,23 @@ pub(super) async fn gather(
             denied_reads: Vec::new(),
         },
         session_duration,
+        profile_usage,
     };
     facts.permissions = gather_permissions(aws, &facts, principal_override, denied).await;
     Ok(facts)
+}
+
+/// The account's profile usage, read once. Unlike the other reads, any
+/// failure is only a finding: the quota is advice, not the checklist; an
+/// `AccessDenied` also counts among doctor's denied reads.
+async fn read_usage(aws: &Aws, denied: &mut Vec<AwsError>) -> Result<Usage, AwsError> {
+    let read = aws.profile_usage().await;
+    if let Err(e) = &read
+        && e.is(ErrorKind::AccessDenied)
+    {
+        denied.push(e.clone());
+    }
+    read.map(|(used, quota)| Usage { used, quota })
 }
 
 /// What the reads of one subject found: all the facts but the role's and

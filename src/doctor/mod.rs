@@ -7,7 +7,8 @@
 //!
 //! `run_checks` holds the checklist's order. Each check lives beside what it
 //! examines: `profile` (1), `checks` (the binding's status, 2, 3, 4 and 7),
-//! `associations` (5), `permissions` (6, with the simulation it needs).
+//! `associations` (5), `permissions` (6, with the simulation it needs),
+//! `states` (the controller's rotation and the account's profile quota).
 
 mod associations;
 mod checks;
@@ -17,6 +18,7 @@ mod gather;
 mod permissions;
 mod profile;
 mod render;
+mod states;
 #[cfg(test)]
 mod tests;
 
@@ -100,6 +102,7 @@ fn run_checks(facts: &Facts) -> Vec<Finding> {
     out.extend(checks::check_status(facts));
     out.extend(profile::check_profile(facts));
     out.extend(checks::check_profile_role(facts));
+    out.extend(states::check_rotation(facts));
     out.extend(checks::check_role(facts));
     out.extend(checks::check_trust_policy(facts));
     out.extend(associations::check_associations(facts));
@@ -107,5 +110,6 @@ fn run_checks(facts: &Facts) -> Vec<Finding> {
     out.push(checks::check_session_duration(
         facts.session_duration.as_deref(),
     ));
+    out.push(states::check_profile_quota(facts));
     out
 }

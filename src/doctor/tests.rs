@@ -20,6 +20,7 @@ use super::permissions::{
 use super::profile::check_profile;
 use super::render::{Report, exit_code, render_text};
 use super::run_checks;
+use super::states::{check_profile_quota, check_rotation};
 use crate::aws::assume::CallerIdentity;
 use crate::aws::iam::SimulatedDecision;
 use crate::aws::{
@@ -28,7 +29,9 @@ use crate::aws::{
 use crate::crd::{
     Condition, InstanceProfileBindingSpec, InstanceProfileBindingStatus, InstanceSelector,
 };
+use crate::crd::{OnRoleChange, RotationSpec, RotationStatus};
 use crate::naming::{self, BindingKey};
+use crate::reconcile::quota::Usage;
 
 const CLUSTER: &str = "test";
 
@@ -157,6 +160,10 @@ fn healthy() -> Facts {
             denied_reads: Vec::new(),
         },
         session_duration: None,
+        profile_usage: Ok(Usage {
+            used: 10,
+            quota: 1000,
+        }),
     }
 }
 
@@ -181,6 +188,7 @@ fn healthy_binding_passes_every_check() {
         Check::Association,
         Check::Permissions,
         Check::SessionDuration,
+        Check::ProfileQuota,
     ] {
         assert!(checks.contains(&c), "{c:?} missing: {findings:#?}");
     }
@@ -675,4 +683,114 @@ fn report_renders_and_counts() {
                 && x["reason"] == "TrustPolicyMissingEc2")),
         "{json}"
     );
+}
+
+#[test]
+fn rotation_in_progress_is_a_warning_naming_role_progress_and_pending() {
+    let mut f = healthy();
+    assert!(check_rotation(&f).is_empty(), "nothing to say when settled");
+    if let Subject::Binding { cluster, .. } = &mut f.subject {
+        *cluster = Some(Box::new(ClusterView {
+            generation: Some(2),
+            status: Some(InstanceProfileBindingStatus {
+                rotation: Some(RotationStatus {
+                    role: "web-app".into(),
+                    done: 1,
+                    total: 3,
+                    pending: vec!["i-0b".into(), "i-0c".into()],
+                }),
+                ..InstanceProfileBindingStatus::default()
+            }),
+        }));
+    }
+    let out = check_rotation(&f);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].check, Check::Rotation);
+    assert_eq!(out[0].severity, Severity::Warning);
+    assert_eq!(out[0].reason, Some("Rotating"));
+    for (k, v) in [
+        ("role", "web-app"),
+        ("done", "1"),
+        ("total", "3"),
+        ("pending", "i-0b,i-0c"),
+    ] {
+        assert_eq!(out[0].evidence[k], v, "{out:#?}");
+    }
+    assert!(out[0].summary.contains("1 of 3"), "{out:#?}");
+    assert!(out[0].summary.contains("i-0b, i-0c"), "{out:#?}");
+    assert_eq!(exit_code(&run_checks(&f)), 0, "a rotation is no problem");
+}
+
+#[test]
+fn role_change_without_reassociate_notes_the_old_credentials() {
+    let mut f = healthy();
+    f.profile = Read::Got(Some(profile(&own_name(), "AIPAOWN", &["old-app"], true)));
+    let out = check_rotation(&f);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].severity, Severity::Warning);
+    assert_eq!(out[0].evidence["role"], "old-app");
+    assert_eq!(out[0].evidence["wantedRole"], "web-app");
+    assert_eq!(out[0].evidence["onRoleChange"], "None");
+    assert!(out[0].summary.contains("up to an hour"), "{out:#?}");
+    assert!(
+        out[0]
+            .fix
+            .as_deref()
+            .is_some_and(|s| s.contains("onRoleChange: Reassociate")),
+        "{out:#?}"
+    );
+    // With Reassociate the controller moves them: no note.
+    if let Subject::Binding { spec, .. } = &mut f.subject {
+        spec.rotation = Some(RotationSpec {
+            on_role_change: OnRoleChange::Reassociate,
+            max_unavailable: None,
+        });
+    }
+    assert!(check_rotation(&f).is_empty());
+    // Not for instances or profiles: they name no wanted role.
+    f.subject = Subject::Instance { id: "i-0a".into() };
+    assert!(check_rotation(&f).is_empty());
+}
+
+#[test]
+fn profile_quota_ok_warning_problem_and_unreadable() {
+    let at = |used, quota| {
+        let mut f = healthy();
+        f.profile_usage = Ok(Usage { used, quota });
+        check_profile_quota(&f)
+    };
+    let ok = at(899, 1000);
+    assert_eq!(ok.check, Check::ProfileQuota);
+    assert_eq!(ok.severity, Severity::Ok);
+    assert_eq!(ok.evidence["used"], "899");
+    assert_eq!(ok.evidence["quota"], "1000");
+    let near = at(900, 1000);
+    assert_eq!(near.severity, Severity::Warning);
+    assert_eq!(near.reason, Some("QuotaNearlyFull"));
+    assert_eq!(at(999, 1000).severity, Severity::Warning);
+    let full = at(1000, 1000);
+    assert_eq!(full.severity, Severity::Problem);
+    assert_eq!(full.reason, Some("QuotaExceeded"));
+    assert_eq!(full.evidence["used"], "1000");
+    assert_eq!(at(1001, 1000).severity, Severity::Problem);
+
+    let mut f = healthy();
+    f.profile_usage = Err(denied("GetAccountSummary"));
+    let out = check_profile_quota(&f);
+    assert_eq!(out.severity, Severity::Warning);
+    assert!(out.summary.contains("could not read"), "{out:?}");
+    assert_eq!(out.evidence["awsError"], "AccessDenied");
+    assert_eq!(out.evidence["awsAction"], "iam:GetAccountSummary");
+    f.profile_usage = Err(AwsError {
+        kind: ErrorKind::Transient,
+        service: "iam",
+        action: "GetAccountSummary",
+        code: "IncompleteSummary".into(),
+        message: "the account summary lacks InstanceProfiles".into(),
+    });
+    let out = check_profile_quota(&f);
+    assert_eq!(out.severity, Severity::Warning);
+    assert!(out.summary.contains("could not read"), "{out:?}");
+    assert_eq!(out.evidence["awsError"], "IncompleteSummary");
+    assert_eq!(exit_code(&run_checks(&f)), 0);
 }

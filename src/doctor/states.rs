@@ -1,0 +1,131 @@
+//! The states the controller's newer capabilities leave: a role rotation in
+//! progress, or a role change that moves no instance (`rotation`), and the
+//! account's instance-profile quota headroom (`profile-quota`).
+
+use super::facts::{Facts, Subject};
+use super::finding::{Check, Finding, could_not_read, shorten};
+use crate::aws::ErrorKind;
+use crate::crd::OnRoleChange;
+use crate::reconcile::Reason;
+use crate::reconcile::quota::Usage;
+use crate::reconcile::role::role_name;
+
+/// A rotation the controller reports in progress (`--binding`: a warning,
+/// it finishes by itself), and, for any binding, a role change without
+/// `rotation.onRoleChange: Reassociate`: the instances keep the old role's
+/// credentials until the instance metadata service refreshes them.
+#[must_use]
+pub(super) fn check_rotation(facts: &Facts) -> Vec<Finding> {
+    let Subject::Binding {
+        key, spec, cluster, ..
+    } = &facts.subject
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(r) = cluster
+        .as_ref()
+        .and_then(|v| v.status.as_ref())
+        .and_then(|s| s.rotation.as_ref())
+    {
+        let pending = if r.pending.is_empty() {
+            "none".to_string()
+        } else {
+            r.pending.join(", ")
+        };
+        let mut f = Finding::warning(
+            Check::Rotation,
+            format!(
+                "binding {key} is moving its instances to fresh associations for role {}: {} of {} done, pending: {pending}",
+                r.role, r.done, r.total
+            ),
+            "nothing to do: the controller moves the rest by itself, at most spec.rotation.maxUnavailable at a time; if it stays, read the binding's Ready condition",
+        )
+        .with("role", &r.role)
+        .with("done", r.done.to_string())
+        .with("total", r.total.to_string())
+        .reason(Reason::Rotating.as_str());
+        if !r.pending.is_empty() {
+            f = f.with("pending", r.pending.join(","));
+        }
+        out.push(f);
+    }
+    let reassociate = spec
+        .rotation
+        .as_ref()
+        .is_some_and(|r| r.on_role_change == OnRoleChange::Reassociate);
+    let wanted = role_name(&spec.role);
+    if !reassociate
+        && let Some(p) = facts.current_profile()
+        && let [held] = p.roles.as_slice()
+        && held.name != wanted
+    {
+        out.push(
+            Finding::warning(
+                Check::Rotation,
+                format!(
+                    "instance profile {} holds role {}, binding {key} wants {wanted}: after the swap its instances keep role {}'s credentials until the instance metadata service refreshes them (up to an hour)",
+                    p.name, held.name, held.name
+                ),
+                "to move them now, set spec.rotation: {onRoleChange: Reassociate}; otherwise nothing to do, they pick up the new role by themselves",
+            )
+            .with("profile", &p.name)
+            .with("role", &held.name)
+            .with("wantedRole", wanted)
+            .with("onRoleChange", "None"),
+        );
+    }
+    out
+}
+
+/// The account's instance profiles against its quota (`GetAccountSummary`):
+/// ok below [`Usage::WARN_PERCENT`] %, a warning from there, a problem when
+/// full (creates fail).
+#[must_use]
+pub(super) fn check_profile_quota(facts: &Facts) -> Finding {
+    const WHAT: &str = "the account's instance-profile usage and quota";
+    let usage = match &facts.profile_usage {
+        Ok(u) => *u,
+        Err(e) if e.is(ErrorKind::AccessDenied) => {
+            return could_not_read(Check::ProfileQuota, WHAT, e);
+        }
+        Err(e) => {
+            return Finding::warning(
+                Check::ProfileQuota,
+                format!("could not read {WHAT}: {}", shorten(&e.to_string())),
+                "run doctor again; if it persists, read it with aws iam get-account-summary",
+            )
+            .aws_error(e);
+        }
+    };
+    let Usage { used, quota } = usage;
+    let fix = "delete unused instance profiles (plan --prune lists those this cluster id owns without a binding), or ask AWS for a higher InstanceProfilesPerAccount quota";
+    let f = if used >= quota {
+        Finding::problem(
+            Check::ProfileQuota,
+            format!(
+                "{used} of {quota} instance profiles in use: the account is full, creating a profile fails (LimitExceeded \"Cannot exceed quota for InstanceProfilesPerAccount\")"
+            ),
+            fix,
+        )
+        .reason(Reason::QuotaExceeded.as_str())
+    } else if usage.nearly_full() {
+        Finding::warning(
+            Check::ProfileQuota,
+            format!(
+                "{used} of {quota} instance profiles in use, at least {} %: {} left",
+                Usage::WARN_PERCENT,
+                quota - used
+            ),
+            fix,
+        )
+        .reason(Reason::QuotaNearlyFull.as_str())
+    } else {
+        Finding::ok(
+            Check::ProfileQuota,
+            format!("{used} of {quota} instance profiles in use"),
+        )
+    };
+    f.with("used", used.to_string())
+        .with("quota", quota.to_string())
+}
