@@ -946,6 +946,33 @@ async fn node_selector_scenario(cluster: &Cluster) {
         "a managed node's instance was touched: {held:?}"
     );
 
+    // doctor --binding reports what the controller selected and left out.
+    let kubeconfig = common::path_str(cluster.kubeconfig()).to_string();
+    let doctor = common::cli(
+        &aws.endpoint(),
+        &[
+            "doctor",
+            "--binding",
+            "team-a/web",
+            "--kubeconfig",
+            &kubeconfig,
+            "-o",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&doctor.stdout)
+        .unwrap_or_else(|e| panic!("doctor printed no JSON ({e}): {doctor:?}"));
+    let nodes_finding = report["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["check"] == "node-selection"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no node-selection finding: {report:#}"));
+    assert_eq!(nodes_finding["severity"], "warning", "{nodes_finding:#}");
+    assert_eq!(
+        nodes_finding["evidence"]["excluded"], "1",
+        "{nodes_finding:#}"
+    );
+
     // A node registers later: picked up.
     nodes
         .create(

@@ -49,6 +49,8 @@ pub(super) enum Check {
     SessionDuration,
     /// The account's instance profiles against its quota.
     ProfileQuota,
+    /// What a nodeSelector selected, as the controller reports it.
+    NodeSelection,
 }
 
 impl Check {
@@ -65,6 +67,7 @@ impl Check {
             Self::Permissions => "permissions",
             Self::SessionDuration => "session-duration",
             Self::ProfileQuota => "profile-quota",
+            Self::NodeSelection => "node-selection",
         }
     }
 }

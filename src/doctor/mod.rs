@@ -103,6 +103,7 @@ fn run_checks(facts: &Facts) -> Vec<Finding> {
     out.extend(profile::check_profile(facts));
     out.extend(checks::check_profile_role(facts));
     out.extend(states::check_rotation(facts));
+    out.extend(states::check_node_selection(facts));
     out.extend(checks::check_role(facts));
     out.extend(checks::check_trust_policy(facts));
     out.extend(associations::check_associations(facts));

@@ -1,6 +1,7 @@
 //! The states the controller's newer capabilities leave: a role rotation in
-//! progress, or a role change that moves no instance (`rotation`), and the
-//! account's instance-profile quota headroom (`profile-quota`).
+//! progress, or a role change that moves no instance (`rotation`), what a
+//! nodeSelector selected (`node-selection`), and the account's
+//! instance-profile quota headroom (`profile-quota`).
 
 use super::facts::{Facts, Subject};
 use super::finding::{Check, Finding, could_not_read, shorten};
@@ -9,6 +10,64 @@ use crate::crd::OnRoleChange;
 use crate::reconcile::Reason;
 use crate::reconcile::quota::Usage;
 use crate::reconcile::role::role_name;
+
+/// What `spec.instances.nodeSelector` selected, as the controller reports it
+/// (`--binding`): nodes left out (a node manager owns them) are a warning,
+/// like a controller that does not watch Nodes; a binding from a file only
+/// says that `run --watch-nodes` resolves it (doctor reads no Nodes).
+#[must_use]
+pub(super) fn check_node_selection(facts: &Facts) -> Vec<Finding> {
+    let Subject::Binding {
+        key, spec, cluster, ..
+    } = &facts.subject
+    else {
+        return Vec::new();
+    };
+    if spec.instances.node_selector.is_none() {
+        return Vec::new();
+    }
+    let watch = "run the controller with --watch-nodes (the chart's nodeSelection.enabled)";
+    let Some(cluster) = cluster else {
+        return vec![Finding::warning(
+            Check::NodeSelection,
+            format!(
+                "binding {key} selects instances by nodeSelector, which only the controller resolves (from Nodes it watches); this report covers the instances its ids and tags select"
+            ),
+            format!("{watch}; doctor --binding {key} shows what it selected"),
+        )];
+    };
+    let Some(nodes) = cluster.status.as_ref().and_then(|s| s.nodes.as_ref()) else {
+        return vec![
+            Finding::warning(
+                Check::NodeSelection,
+                format!(
+                    "the controller has not reported what binding {key}'s nodeSelector selects"
+                ),
+                format!("{watch}, and read the binding's Ready condition"),
+            )
+            .reason(Reason::NodesNotWatched.as_str()),
+        ];
+    };
+    let summary = format!(
+        "binding {key}'s nodeSelector selects {} EC2 node(s); {} node(s) skipped (not EC2 instances: Fargate, hybrid, other clouds)",
+        nodes.selected, nodes.skipped
+    );
+    let finding = if nodes.excluded.is_empty() {
+        Finding::ok(Check::NodeSelection, summary)
+    } else {
+        Finding::warning(
+            Check::NodeSelection,
+            format!("{summary}; left out: {}", nodes.excluded.join("; ")),
+            "replacing the profile of a node a node manager owns can take it NotReady (its role must be mapped for the cluster): to include such nodes anyway, an InstanceProfilePolicy covering the namespace sets allowManagedNodes: true",
+        )
+    };
+    vec![
+        finding
+            .with("selected", nodes.selected.to_string())
+            .with("skipped", nodes.skipped.to_string())
+            .with("excluded", nodes.excluded.len().to_string()),
+    ]
+}
 
 /// A rotation the controller reports in progress (`--binding`: a warning,
 /// it finishes by itself), and, for any binding, a role change without

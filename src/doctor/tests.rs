@@ -20,7 +20,7 @@ use super::permissions::{
 use super::profile::check_profile;
 use super::render::{Report, exit_code, render_text};
 use super::run_checks;
-use super::states::{check_profile_quota, check_rotation};
+use super::states::{check_node_selection, check_profile_quota, check_rotation};
 use crate::aws::assume::CallerIdentity;
 use crate::aws::iam::SimulatedDecision;
 use crate::aws::{
@@ -29,7 +29,7 @@ use crate::aws::{
 use crate::crd::{
     Condition, InstanceProfileBindingSpec, InstanceProfileBindingStatus, InstanceSelector,
 };
-use crate::crd::{OnRoleChange, RotationSpec, RotationStatus};
+use crate::crd::{NodeSelectionStatus, OnRoleChange, RotationSpec, RotationStatus};
 use crate::naming::{self, BindingKey};
 use crate::reconcile::quota::Usage;
 
@@ -793,4 +793,77 @@ fn profile_quota_ok_warning_problem_and_unreadable() {
     assert!(out.summary.contains("could not read"), "{out:?}");
     assert_eq!(out.evidence["awsError"], "IncompleteSummary");
     assert_eq!(exit_code(&run_checks(&f)), 0);
+}
+
+#[test]
+fn node_selection_reports_what_the_controller_selected_and_left_out() {
+    let mut f = healthy();
+    assert!(
+        check_node_selection(&f).is_empty(),
+        "no nodeSelector, nothing to say"
+    );
+    let set_status = |f: &mut Facts, nodes: Option<NodeSelectionStatus>| {
+        if let Subject::Binding { spec, cluster, .. } = &mut f.subject {
+            spec.instances.node_selector = Some(crate::crd::LabelSelector::default());
+            *cluster = Some(Box::new(ClusterView {
+                generation: Some(1),
+                status: Some(InstanceProfileBindingStatus {
+                    nodes,
+                    ..InstanceProfileBindingStatus::default()
+                }),
+            }));
+        }
+    };
+    set_status(
+        &mut f,
+        Some(NodeSelectionStatus {
+            selected: 2,
+            skipped: 1,
+            excluded: Vec::new(),
+        }),
+    );
+    let out = check_node_selection(&f);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].check, Check::NodeSelection);
+    assert_eq!(out[0].severity, Severity::Ok, "{out:#?}");
+    assert_eq!(out[0].evidence["selected"], "2");
+    assert_eq!(out[0].evidence["skipped"], "1");
+
+    set_status(
+        &mut f,
+        Some(NodeSelectionStatus {
+            selected: 1,
+            skipped: 0,
+            excluded: vec!["nm: managed by Karpenter".into()],
+        }),
+    );
+    let out = check_node_selection(&f);
+    assert_eq!(out[0].severity, Severity::Warning, "{out:#?}");
+    assert!(
+        out[0].summary.contains("nm: managed by Karpenter"),
+        "{out:#?}"
+    );
+    assert!(
+        out[0]
+            .fix
+            .as_deref()
+            .is_some_and(|x| x.contains("allowManagedNodes"))
+    );
+
+    set_status(&mut f, None);
+    let out = check_node_selection(&f);
+    assert_eq!(out[0].severity, Severity::Warning, "{out:#?}");
+    assert_eq!(out[0].reason, Some("NodesNotWatched"));
+
+    // From a file: only the controller resolves it.
+    if let Subject::Binding { cluster, .. } = &mut f.subject {
+        *cluster = None;
+    }
+    let out = check_node_selection(&f);
+    assert_eq!(out[0].severity, Severity::Warning, "{out:#?}");
+    assert!(
+        out[0].summary.contains("only the controller resolves"),
+        "{out:#?}"
+    );
+    assert_eq!(exit_code(&run_checks(&f)), 0, "no problem by itself");
 }
