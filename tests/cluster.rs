@@ -809,6 +809,42 @@ async fn orphan_scenario(cluster: &Cluster) {
     assert!(aws.profiles().await.contains_key(&gone));
     drop(report);
 
+    // doctor names it an orphan, and not a live binding's profile.
+    let kubeconfig = common::path_str(cluster.kubeconfig()).to_string();
+    let orphan_findings = |profile: &str| {
+        let run = common::cli(
+            &aws.endpoint(),
+            &[
+                "doctor",
+                "--instance-profile",
+                profile,
+                "--kubeconfig",
+                &kubeconfig,
+                "-o",
+                "json",
+            ],
+        );
+        let report: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("doctor printed no JSON ({e}): {run:?}"));
+        report["findings"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter(|f| f["check"] == "orphan")
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let found = orphan_findings(&gone);
+    assert!(
+        found.len() == 1
+            && found[0]["severity"] == "warning"
+            && found[0]["evidence"]["binding"] == "team-a/gone",
+        "{found:#?}"
+    );
+    assert!(orphan_findings(&keep).is_empty());
+
     // Delete after the grace: only the orphan goes, safely.
     let _delete = controller(
         cluster,

@@ -183,6 +183,10 @@ pub(super) struct Facts {
     /// The account's instance profiles and their quota (`GetAccountSummary`),
     /// or why they could not be read (any failure: not a reason to stop).
     pub profile_usage: Result<Usage, AwsError>,
+    /// For an instance or profile target whose profile's tags name a binding
+    /// of this cluster id: that binding, and whether the cluster has it
+    /// (`None` when the cluster could not be asked).
+    pub owner: Option<(BindingKey, Option<bool>)>,
 }
 
 impl Facts {

@@ -51,6 +51,8 @@ pub(super) enum Check {
     ProfileQuota,
     /// What a nodeSelector selected, as the controller reports it.
     NodeSelection,
+    /// A profile of this cluster id whose binding is gone.
+    Orphan,
 }
 
 impl Check {
@@ -68,6 +70,7 @@ impl Check {
             Self::SessionDuration => "session-duration",
             Self::ProfileQuota => "profile-quota",
             Self::NodeSelection => "node-selection",
+            Self::Orphan => "orphan",
         }
     }
 }

@@ -134,6 +134,7 @@ pub(super) async fn gather(
         },
         session_duration,
         profile_usage,
+        owner: None,
     };
     facts.permissions = gather_permissions(aws, &facts, principal_override, denied).await;
     Ok(facts)

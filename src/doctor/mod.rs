@@ -91,7 +91,9 @@ async fn diagnose(args: &DoctorArgs) -> Result<Report, CouldNotRun> {
     if args.verbose {
         eprintln!("{}", aws.calls.summary());
     }
-    Ok(Report::new(&facts?, run_checks))
+    let mut facts = facts?;
+    facts.owner = states::owner_binding(&facts, &args.kube).await;
+    Ok(Report::new(&facts, run_checks))
 }
 
 /// The checklist: what the controller reports first, then AWS's
@@ -104,6 +106,7 @@ fn run_checks(facts: &Facts) -> Vec<Finding> {
     out.extend(checks::check_profile_role(facts));
     out.extend(states::check_rotation(facts));
     out.extend(states::check_node_selection(facts));
+    out.extend(states::check_orphan(facts));
     out.extend(checks::check_role(facts));
     out.extend(checks::check_trust_policy(facts));
     out.extend(associations::check_associations(facts));

@@ -3,10 +3,17 @@
 //! nodeSelector selected (`node-selection`), and the account's
 //! instance-profile quota headroom (`profile-quota`).
 
+use std::time::Duration;
+
+use kube::Api;
+
 use super::facts::{Facts, Subject};
 use super::finding::{Check, Finding, could_not_read, shorten};
 use crate::aws::ErrorKind;
+use crate::cli::KubeArgs;
+use crate::crd::InstanceProfileBinding;
 use crate::crd::OnRoleChange;
+use crate::naming::{self, BindingKey};
 use crate::reconcile::Reason;
 use crate::reconcile::quota::Usage;
 use crate::reconcile::role::role_name;
@@ -66,6 +73,60 @@ pub(super) fn check_node_selection(facts: &Facts) -> Vec<Finding> {
             .with("selected", nodes.selected.to_string())
             .with("skipped", nodes.skipped.to_string())
             .with("excluded", nodes.excluded.len().to_string()),
+    ]
+}
+
+/// The binding an instance's or a profile's profile belongs to (its tags
+/// name a binding of this cluster id, and the name is that binding's), and
+/// whether the cluster still has it. Asked only when a cluster is reachable
+/// through `--kubeconfig`/`--context` within a few seconds; otherwise
+/// unknown, and nothing is said.
+pub(super) async fn owner_binding(
+    facts: &Facts,
+    kube: &KubeArgs,
+) -> Option<(BindingKey, Option<bool>)> {
+    if !matches!(
+        facts.subject,
+        Subject::Instance { .. } | Subject::Profile { .. }
+    ) {
+        return None;
+    }
+    let profile = facts.current_profile()?;
+    let owner = naming::owner_from_tags(profile.tags.as_ref()?, &facts.cluster_id)?;
+    if naming::profile_name(&facts.cluster_id, &owner) != profile.name {
+        return None;
+    }
+    let ask = async {
+        let client = kube.client().await.ok()?;
+        let api: Api<InstanceProfileBinding> = Api::namespaced(client, &owner.namespace);
+        api.get_opt(&owner.name).await.ok().map(|b| b.is_some())
+    };
+    let exists = tokio::time::timeout(Duration::from_secs(5), ask)
+        .await
+        .ok()
+        .flatten();
+    Some((owner, exists))
+}
+
+/// A profile whose binding the cluster no longer has: an orphan (a cluster
+/// torn down, a binding deleted with its finalizer stripped).
+#[must_use]
+pub(super) fn check_orphan(facts: &Facts) -> Vec<Finding> {
+    let (Some((owner, Some(false))), Some(profile)) = (&facts.owner, facts.current_profile())
+    else {
+        return Vec::new();
+    };
+    vec![
+        Finding::warning(
+            Check::Orphan,
+            format!(
+                "instance profile {} belongs to binding {owner} of cluster {}, which the cluster no longer has: an orphan",
+                profile.name, facts.cluster_id
+            ),
+            "run --orphan-sweep=delete deletes it after --orphan-grace (plan --prune lists it, apply --prune with the cluster's bindings deletes it), through the safe deletion path; or recreate the binding to adopt it",
+        )
+        .with("profile", &profile.name)
+        .with("binding", owner.to_string()),
     ]
 }
 

@@ -20,7 +20,7 @@ use super::permissions::{
 use super::profile::check_profile;
 use super::render::{Report, exit_code, render_text};
 use super::run_checks;
-use super::states::{check_node_selection, check_profile_quota, check_rotation};
+use super::states::{check_node_selection, check_orphan, check_profile_quota, check_rotation};
 use crate::aws::assume::CallerIdentity;
 use crate::aws::iam::SimulatedDecision;
 use crate::aws::{
@@ -164,6 +164,7 @@ fn healthy() -> Facts {
             used: 10,
             quota: 1000,
         }),
+        owner: None,
     }
 }
 
@@ -866,4 +867,29 @@ fn node_selection_reports_what_the_controller_selected_and_left_out() {
         "{out:#?}"
     );
     assert_eq!(exit_code(&run_checks(&f)), 0, "no problem by itself");
+}
+
+#[test]
+fn a_profile_whose_binding_is_gone_is_an_orphan_and_only_then() {
+    let mut f = healthy();
+    assert!(check_orphan(&f).is_empty(), "no owner looked up");
+    f.owner = Some((key(), Some(true)));
+    assert!(check_orphan(&f).is_empty(), "the binding exists");
+    f.owner = Some((key(), None));
+    assert!(
+        check_orphan(&f).is_empty(),
+        "the cluster could not be asked"
+    );
+    f.owner = Some((key(), Some(false)));
+    let out = check_orphan(&f);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].check, Check::Orphan);
+    assert_eq!(out[0].severity, Severity::Warning);
+    assert_eq!(out[0].evidence["binding"], key().to_string());
+    assert!(
+        out[0]
+            .fix
+            .as_deref()
+            .is_some_and(|x| x.contains("--orphan-sweep=delete"))
+    );
 }
