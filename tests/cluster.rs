@@ -152,6 +152,32 @@ async fn install(client: &Client) -> (Api<InstanceProfilePolicy>, Api<InstancePr
     )
 }
 
+/// Policy `team-a`: namespace team-a may bind the roles `web-*`.
+async fn allow_web_roles(policies: &Api<InstanceProfilePolicy>) {
+    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
+        "kind": "InstanceProfilePolicy",
+        "metadata": {"name": "team-a"},
+        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+}
+
+/// Every Event recorded in namespace team-a.
+async fn team_a_events(client: &Client) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "team-a");
+    events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+}
+
 const OTHER_ROLE: &str = "arn:aws:iam::444455556666:role/ipb-controller";
 
 /// A policy that gains `spec.account` moves its bindings there (removing
@@ -175,17 +201,7 @@ async fn cross_account_scenario(cluster: &Cluster) {
         free_port(),
         &["--no-leader-election"],
     );
-    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
-        "kind": "InstanceProfilePolicy",
-        "metadata": {"name": "team-a"},
-        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
-    }))
-    .expect("policy");
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("create policy");
+    allow_web_roles(&policies).await;
     let web = serde_json::json!({
         "apiVersion": "iam.instanceprofile.dev/v1alpha1",
         "kind": "InstanceProfileBinding",
@@ -520,13 +536,8 @@ async fn scenario(cluster: &Cluster) {
     );
 
     // events were recorded for the binding
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "team-a");
-    let reasons: Vec<String> = events
-        .list(&Default::default())
+    let reasons: Vec<String> = team_a_events(&client)
         .await
-        .expect("events")
-        .items
         .into_iter()
         .filter_map(|e| e.reason)
         .collect();
@@ -574,17 +585,7 @@ async fn rotation_scenario(cluster: &Cluster) {
     let inst = aws.run_instances(4, &[]).await;
     let client = cluster.client().await;
     let (policies, api) = install(&client).await;
-    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
-        "kind": "InstanceProfilePolicy",
-        "metadata": {"name": "team-a"},
-        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
-    }))
-    .expect("policy");
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("create policy");
+    allow_web_roles(&policies).await;
     let _run = controller(cluster, &aws, "replica-a", free_port(), &[]);
     let mut web = binding("web", "web-a", &inst);
     web["spec"]["rotation"] =
@@ -616,13 +617,8 @@ async fn rotation_scenario(cluster: &Cluster) {
         .filter(|(a, code, _)| a == "ReplaceIamInstanceProfileAssociation" && *code < 300)
         .count();
     assert_eq!(replaced, 4, "every instance moved once: {:?}", aws.calls());
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "team-a");
-    let notes: Vec<String> = events
-        .list(&Default::default())
+    let notes: Vec<String> = team_a_events(&client)
         .await
-        .expect("events")
-        .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("Reassociated"))
         .filter_map(|e| e.note)
@@ -653,17 +649,7 @@ async fn quota_scenario(cluster: &Cluster) {
     aws.fault_config(r#"{"instance_profile_quota": 3}"#);
     let client = cluster.client().await;
     let (policies, api) = install(&client).await;
-    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
-        "kind": "InstanceProfilePolicy",
-        "metadata": {"name": "team-a"},
-        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
-    }))
-    .expect("policy");
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("create policy");
+    allow_web_roles(&policies).await;
     let port = free_port();
     let _run = controller(cluster, &aws, "replica-a", port, &[]);
     let a: InstanceProfileBinding =
@@ -690,13 +676,8 @@ async fn quota_scenario(cluster: &Cluster) {
         .count();
     assert_eq!(creates, 1, "b never reached IAM: {:?}", aws.calls());
 
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "team-a");
-    let warned = events
-        .list(&Default::default())
+    let warned = team_a_events(&client)
         .await
-        .expect("events")
-        .items
         .into_iter()
         .any(|e| e.reason.as_deref() == Some("QuotaNearlyFull"));
     assert!(warned, "no QuotaNearlyFull event");
@@ -744,17 +725,7 @@ async fn orphan_scenario(cluster: &Cluster) {
     }
     let client = cluster.client().await;
     let (policies, api) = install(&client).await;
-    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
-        "kind": "InstanceProfilePolicy",
-        "metadata": {"name": "team-a"},
-        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
-    }))
-    .expect("policy");
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("create policy");
+    allow_web_roles(&policies).await;
     let first = controller(cluster, &aws, "replica-a", free_port(), &[]);
     for (name, i) in [("keep", 0), ("gone", 1)] {
         let b: InstanceProfileBinding =
@@ -902,17 +873,7 @@ async fn node_selector_scenario(cluster: &Cluster) {
     let inst = aws.run_instances(3, &[]).await;
     let client = cluster.client().await;
     let (policies, api) = install(&client).await;
-    let policy: InstanceProfilePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "iam.instanceprofile.dev/v1alpha1",
-        "kind": "InstanceProfilePolicy",
-        "metadata": {"name": "team-a"},
-        "spec": {"namespaces": {"names": ["team-a"]}, "roles": ["web-*"]},
-    }))
-    .expect("policy");
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("create policy");
+    allow_web_roles(&policies).await;
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
     let node = |name: &str, labels: serde_json::Value, provider: &str| {
         serde_json::from_value::<k8s_openapi::api::core::v1::Node>(serde_json::json!({

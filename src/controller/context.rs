@@ -226,7 +226,7 @@ impl Context {
             self.publish(b, EventType::Warning, reason.as_str(), message.clone())
                 .await;
         }
-        for (account, usage) in self.engine.quota.known() {
+        for (account, usage) in self.engine.quota.known().await {
             self.metrics
                 .set_profile_usage(&account, usage.used, usage.quota);
         }

@@ -143,8 +143,8 @@ impl Engine {
         };
         // Resources left in another account (the policy's account changed)
         // are removed there first: a binding lives in one account at a time.
-        if place::must_move(b, target.as_ref()) {
-            let recorded = place::recorded(b);
+        let recorded = place::recorded(b);
+        if place::must_move(b, recorded.as_ref(), target.as_ref()) {
             let left = self.cleanup_at(b, recorded.as_ref(), home, dry_run).await;
             if !left.deleted {
                 let to = target.as_ref().map_or_else(
@@ -162,7 +162,7 @@ impl Engine {
         let place = match self.place(b, target.as_ref(), home).await {
             Ok(place) => place,
             Err(e) => {
-                report.account = place::recorded(b).map(|t| t.role_arn);
+                report.account = recorded.map(|t| t.role_arn);
                 return Err(Failure::Aws(e));
             }
         };
@@ -288,7 +288,7 @@ impl Engine {
                 report.decision = decision;
                 return;
             };
-            let associates = matches!(action, Action::Associate { .. } | Action::Replace { .. });
+            let associates = action.associates_anew();
             if associates
                 && !dry_run
                 && let Some(wait) = self.propagation.wait_for(&desired.profile_name).await
@@ -413,7 +413,7 @@ impl Engine {
         action: &Action,
         result: &Result<Option<super::model::ActionRecord>, Stop>,
     ) {
-        let associates = matches!(action, Action::Associate { .. } | Action::Replace { .. });
+        let associates = action.associates_anew();
         match (action, result) {
             (Action::CreateProfile { .. }, Ok(Some(r))) if r.reason == Reason::CreatedProfile => {
                 if let Some(p) = &observed.profile {

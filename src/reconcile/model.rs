@@ -98,6 +98,16 @@ impl Rotation {
     }
 }
 
+impl Action {
+    /// Makes a new association with the profile: what EC2 refuses while a
+    /// fresh profile propagates (a rotation's reassociation uses a profile
+    /// long since propagated).
+    #[must_use]
+    pub fn associates_anew(&self) -> bool {
+        matches!(self, Self::Associate { .. } | Self::Replace { .. })
+    }
+}
+
 impl Desired {
     /// Whether an association's profile ARN is this binding's profile (any
     /// incarnation): our path and our name. The name alone is not proof: a

@@ -121,13 +121,17 @@ pub fn of_cleanup(b: &BindingInput) -> Option<AssumeTarget> {
 }
 
 /// Whether the binding's resources have to leave the account they are in
-/// (the policy's account changed) before it is reconciled in `target`.
+/// (`recorded`, see [`recorded`]) before it is reconciled in `target`.
 #[must_use]
-pub fn must_move(b: &BindingInput, target: Option<&AssumeTarget>) -> bool {
+pub fn must_move(
+    b: &BindingInput,
+    recorded: Option<&AssumeTarget>,
+    target: Option<&AssumeTarget>,
+) -> bool {
     let had_resources = b
         .previous
         .as_ref()
         .and_then(|p| p.instance_profile.as_ref())
         .is_some_and(|p| p.arn.is_some());
-    had_resources && recorded(b).map(|t| t.role_arn) != target.map(|t| t.role_arn.clone())
+    had_resources && recorded.map(|t| &t.role_arn) != target.map(|t| &t.role_arn)
 }

@@ -6,7 +6,6 @@
 //! fewer than the configured reserve free.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -37,8 +36,6 @@ impl Usage {
 #[derive(Default)]
 pub struct Quota {
     known: tokio::sync::Mutex<HashMap<String, (Usage, Instant)>>,
-    /// A copy for the gauges, readable without waiting.
-    last: Mutex<HashMap<String, Usage>>,
 }
 
 /// Why a create was refused.
@@ -95,7 +92,6 @@ impl Quota {
         if let Some((u, _)) = known.get_mut(account) {
             *u = admitted;
         }
-        self.publish(account, admitted);
         Ok(admitted)
     }
 
@@ -105,25 +101,17 @@ impl Quota {
         let mut known = self.known.lock().await;
         if let Some((usage, _)) = known.get_mut(account) {
             usage.used = usage.used.saturating_add_signed(delta);
-            let usage = *usage;
-            drop(known);
-            self.publish(account, usage);
-        }
-    }
-
-    fn publish(&self, account: &str, usage: Usage) {
-        if let Ok(mut last) = self.last.lock() {
-            last.insert(account.to_string(), usage);
         }
     }
 
     /// Every account's last known usage, for the gauges.
-    #[must_use]
-    pub fn known(&self) -> Vec<(String, Usage)> {
-        self.last
+    pub async fn known(&self) -> Vec<(String, Usage)> {
+        self.known
             .lock()
-            .map(|k| k.iter().map(|(a, u)| (a.clone(), *u)).collect())
-            .unwrap_or_default()
+            .await
+            .iter()
+            .map(|(a, (u, _))| (a.clone(), *u))
+            .collect()
     }
 }
 

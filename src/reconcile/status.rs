@@ -405,8 +405,8 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
     let mut status = InstanceProfileBindingStatus {
         assume_role_arn: account,
         nodes: b.nodes.as_ref().map(|n| NodeSelectionStatus {
-            selected: u32::try_from(n.ids.len()).unwrap_or(u32::MAX),
-            skipped: u32::try_from(n.skipped.len()).unwrap_or(u32::MAX),
+            selected: count(n.ids.len()),
+            skipped: count(n.skipped.len()),
             excluded: n
                 .excluded
                 .iter()
@@ -423,8 +423,8 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
             .filter(|r| !r.pending.is_empty())
             .map(|r| RotationStatus {
                 role: r.role.clone(),
-                done: u32::try_from(r.total - r.pending.len()).unwrap_or(u32::MAX),
-                total: u32::try_from(r.total).unwrap_or(u32::MAX),
+                done: count(r.total - r.pending.len()),
+                total: count(r.total),
                 pending: r.pending.iter().cloned().collect(),
             }),
         observed_generation: b.generation,
@@ -500,6 +500,11 @@ pub(crate) fn keep_recorded(
             *c = kept.clone();
         }
     }
+}
+
+/// A count as the status's `u32` fields hold it.
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// A condition that keeps its `lastTransitionTime` while its status holds.
