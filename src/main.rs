@@ -77,12 +77,12 @@ async fn dispatch(cli: Cli) -> Result<i32, instance_profile_controller::Error> {
         }
         Command::Plan(args) => {
             let (engine, bindings, opts) = file_mode(&args.engine, &args.file, None).await?;
-            filemode::plan(&engine, &bindings, &opts).await
+            filemode::plan(&engine, bindings, &opts).await
         }
         Command::Apply(args) => {
             let (engine, bindings, opts) =
                 file_mode(&args.engine, &args.file, Some(args.timeout)).await?;
-            filemode::apply(&engine, &bindings, &opts).await
+            filemode::apply(&engine, bindings, &opts).await
         }
         Command::Run(args) => instance_profile_controller::controller::run(&args)
             .await

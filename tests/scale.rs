@@ -20,6 +20,12 @@ const BULK: [&str; 3] = [
     "DescribeIamInstanceProfileAssociations",
     "DescribeInstances",
 ];
+/// The IAM writes of a cold apply (they share one rate-limit bucket).
+const IAM_WRITES: [&str; 3] = [
+    "CreateInstanceProfile",
+    "AddRoleToInstanceProfile",
+    "TagInstanceProfile",
+];
 const FAST: [&str; 8] = [
     "--rate-limit-iam-read",
     "1000:1000",
@@ -246,4 +252,103 @@ async fn propagation_costs_at_most_one_refused_write_per_binding() {
     );
     let assoc = aws.associations().await;
     assert!(all.iter().all(|i| assoc.contains_key(i)), "{assoc:?}");
+}
+
+/// The performance issue's regression guard for cold convergence: at N = 100
+/// × 2 instances with the default rate limits and a 2 s IAM→EC2 propagation,
+/// a cold `apply` ends within 1.15 × the rate-limit floor of the writes it
+/// actually sent (IAM writes and EC2 writes draw on separate buckets, so
+/// pipelined bindings keep both busy), and propagation costs at most one
+/// refused association per binding. A ratio within one run: absolute times
+/// are noisy on a shared machine.
+#[tokio::test]
+async fn a_cold_apply_runs_at_the_rate_limit_floor() {
+    require_moto!();
+    let aws = Aws::start().await;
+    for r in 0..ROLES {
+        aws.create_role(&role(r), common::TRUST_EC2).await;
+    }
+    let mut all = Vec::new();
+    let mut docs = String::new();
+    for i in 0..N {
+        let (key, value) = common::select_tag(&name(i));
+        let ids = aws
+            .run_instances(i32::try_from(K).expect("k"), &[(key, value.as_str())])
+            .await;
+        all.extend(ids);
+        docs.push_str(&common::binding(
+            "team-a",
+            &name(i),
+            &role(i),
+            &format!("{{tags: {{bench-binding: {}}}}}", name(i)),
+            "",
+        ));
+    }
+    let (_dir, file) = write_bindings(&docs);
+    aws.reset_calls();
+    aws.fault_config(r#"{"page_size": 1000, "propagation_seconds": 2}"#);
+    let started = std::time::Instant::now();
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let run = cli(
+        &aws.endpoint(),
+        &["apply", "-f", path_str(&file), "--timeout", "300s"],
+    );
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0, "{run:?}");
+    let log = aws.calls();
+    let sent = |pred: &dyn Fn(&str) -> bool| log.iter().filter(|c| pred(&c.0)).count();
+    let iam_writes = sent(&|a| IAM_WRITES.contains(&a));
+    let ec2_writes = sent(&|a| a == "AssociateIamInstanceProfile");
+    // The default buckets: IAM write 5/s burst 10, EC2 write 5/s burst 20.
+    #[allow(clippy::cast_precision_loss)]
+    let floor = ((iam_writes as f64 - 10.0) / 5.0).max((ec2_writes as f64 - 20.0) / 5.0);
+    let refused = log
+        .iter()
+        .filter(|c| c.0 == "AssociateIamInstanceProfile" && c.2.as_deref() == Some("propagation"))
+        .count();
+    // Where the time went, from the proxy's log: its first and last write
+    // of each bucket, and the last call.
+    let (_, body) = common::http(aws.proxy_port, "GET", "/_fault/calls", "");
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+        && let Some(calls) = v["calls"].as_array()
+    {
+        let t0 = calls.first().and_then(|c| c["t"].as_f64()).unwrap_or(0.0);
+        let span = |f: &dyn Fn(&str) -> bool| {
+            let ts: Vec<f64> = calls
+                .iter()
+                .filter(|c| f(c["action"].as_str().unwrap_or_default()))
+                .filter_map(|c| c["t"].as_f64())
+                .collect();
+            let (lo, hi) = ts
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+            (lo - t0, hi - t0)
+        };
+        println!(
+            "timeline (s from the first call): IAM writes {:?}, EC2 writes {:?}, all calls {:?}",
+            span(&|a| IAM_WRITES.contains(&a)),
+            span(&|a| a == "AssociateIamInstanceProfile"),
+            span(&|_| true)
+        );
+        println!("first call {:.2} s after the start", t0 - epoch);
+    }
+    println!(
+        "cold apply of {N} bindings: {wall:.1} s, floor {floor:.1} s ({iam_writes} IAM writes, {ec2_writes} EC2 writes), ratio {:.2}, {refused} refused associations",
+        wall / floor
+    );
+    assert!(
+        refused <= N,
+        "{refused} associations refused for {N} bindings: {:?}",
+        calls_by_action(&log)
+    );
+    assert!(
+        wall <= 1.15 * floor,
+        "cold apply took {wall:.1} s, over 1.15 × the rate-limit floor of {floor:.1} s: {:?}",
+        calls_by_action(&log)
+    );
+    let assoc = aws.all_associations().await;
+    let missing: Vec<&String> = all.iter().filter(|i| !assoc.contains_key(*i)).collect();
+    assert!(missing.is_empty(), "not associated: {missing:?}");
 }

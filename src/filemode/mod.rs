@@ -56,26 +56,32 @@ struct Work {
     prune: bool,
 }
 
-fn inputs(bindings: &[FileBinding], opts: &FileModeOptions) -> Vec<Work> {
+/// The work of the files' bindings, taking them (nothing else keeps them).
+fn inputs(bindings: Vec<FileBinding>, opts: &FileModeOptions) -> Vec<Work> {
     bindings
-        .iter()
-        .map(|fb| Work {
-            input: BindingInput {
-                key: fb.key(),
-                uid: None,
-                generation: None,
-                spec: fb.binding.spec.clone(),
-                previous: None,
-                policies: opts.policies.clone(),
-                // Nodes live in a cluster: file mode cannot resolve them.
-                nodes: fb.binding.spec.instances.node_selector.as_ref().map(|_| {
-                    crate::reconcile::nodes::NodeSelection {
-                        unwatched: true,
-                        ..Default::default()
-                    }
-                }),
-            },
-            prune: false,
+        .into_iter()
+        .map(|fb| {
+            let key = fb.key();
+            let spec = fb.binding.spec;
+            // Nodes live in a cluster: file mode cannot resolve them.
+            let nodes = spec.instances.node_selector.as_ref().map(|_| {
+                crate::reconcile::nodes::NodeSelection {
+                    unwatched: true,
+                    ..Default::default()
+                }
+            });
+            Work {
+                input: BindingInput {
+                    key,
+                    uid: None,
+                    generation: None,
+                    spec,
+                    previous: None,
+                    policies: opts.policies.clone(),
+                    nodes,
+                },
+                prune: false,
+            }
         })
         .collect()
 }
@@ -137,24 +143,87 @@ fn print_report(
     outcomes: &[Outcome],
     with_changes: bool,
 ) {
-    match output {
-        Output::Text => print!("{text}"),
-        Output::Json => {
-            let reports: Vec<Report> = work
-                .iter()
-                .zip(outcomes)
-                .map(|(w, o)| Report {
-                    namespace: &w.input.key.namespace,
-                    name: &w.input.key.name,
-                    status: &o.status,
-                    changes: with_changes.then_some(o.actions.as_slice()),
-                    pruned: w.prune,
-                })
-                .collect();
-            match serde_json::to_string_pretty(&reports) {
-                Ok(s) => println!("{s}"),
-                Err(e) => eprintln!("error: cannot encode the report: {e}"),
+    let mut out = ReportWriter::new(output);
+    out.text(text);
+    for (w, o) in work.iter().zip(outcomes) {
+        out.binding(w, o, with_changes);
+    }
+    out.finish();
+}
+
+/// Writes a report as it is made, one binding at a time, so a run over many
+/// bindings holds none of their outcomes: text as it comes; JSON as the
+/// elements of one pretty-printed array (what `serde_json` prints for the
+/// whole array, element by element).
+struct ReportWriter {
+    output: Output,
+    out: std::io::BufWriter<std::io::Stdout>,
+    elements: usize,
+    failed: bool,
+}
+
+impl ReportWriter {
+    fn new(output: Output) -> Self {
+        Self {
+            output,
+            out: std::io::BufWriter::new(std::io::stdout()),
+            elements: 0,
+            failed: false,
+        }
+    }
+
+    fn write(&mut self, s: &str) {
+        use std::io::Write as _;
+        if !self.failed && self.out.write_all(s.as_bytes()).is_err() {
+            // stdout closed (a pipe's reader left): the exit code still says how it went.
+            self.failed = true;
+        }
+    }
+
+    /// Text output's lines (ignored for JSON).
+    fn text(&mut self, text: &str) {
+        if self.output == Output::Text {
+            self.write(text);
+        }
+    }
+
+    /// One binding's element of the JSON array (ignored for text).
+    fn binding(&mut self, w: &Work, o: &Outcome, with_changes: bool) {
+        if self.output != Output::Json {
+            return;
+        }
+        let report = Report {
+            namespace: &w.input.key.namespace,
+            name: &w.input.key.name,
+            status: &o.status,
+            changes: with_changes.then_some(o.actions.as_slice()),
+            pruned: w.prune,
+        };
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => {
+                let mut element = String::from(if self.elements == 0 { "[\n" } else { ",\n" });
+                for (n, line) in json.lines().enumerate() {
+                    if n > 0 {
+                        element.push('\n');
+                    }
+                    element.push_str("  ");
+                    element.push_str(line);
+                }
+                self.write(&element);
+                self.elements += 1;
             }
+            Err(e) => eprintln!("error: cannot encode the report of {}: {e}", w.input.key),
+        }
+    }
+
+    fn finish(mut self) {
+        use std::io::Write as _;
+        if self.output == Output::Json {
+            let end = if self.elements == 0 { "[]\n" } else { "\n]\n" };
+            self.write(end);
+        }
+        if !self.failed {
+            let _ = self.out.flush();
         }
     }
 }

@@ -3,11 +3,11 @@
 use futures::StreamExt;
 
 use crate::files::FileBinding;
-use crate::reconcile::{Engine, Outcome, Snapshot};
+use crate::reconcile::{Engine, Snapshot};
 
 use super::prune::prune_targets;
 use super::{
-    FileModeOptions, finish_calls, inputs, plural, print_report, rivals, run_one, take_paths,
+    FileModeOptions, ReportWriter, finish_calls, inputs, plural, rivals, run_one, take_paths,
 };
 
 /// `plan`: what reconciling the files would change. Exit 0 no changes, 2 changes, 1 errors.
@@ -16,7 +16,7 @@ use super::{
 /// AWS errors while reading the snapshot.
 pub async fn plan(
     engine: &Engine,
-    bindings: &[FileBinding],
+    bindings: Vec<FileBinding>,
     opts: &FileModeOptions,
 ) -> Result<i32, crate::Error> {
     let mut work = inputs(bindings, opts);
@@ -30,42 +30,43 @@ pub async fn plan(
         }
     }
     snapshot.rivals = rivals(&work);
-    let outcomes: Vec<Outcome> = futures::stream::iter(work.iter())
-        .map(|w| run_one(engine, w, &snapshot, true))
-        .buffered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    let mut errors = 0;
-    let mut changes = 0;
-    let mut text = String::new();
-    for (w, o) in work.iter().zip(&outcomes) {
+    // Each binding's report is written as its pass ends (in the files'
+    // order): only the totals are kept.
+    let snapshot = &snapshot;
+    let mut passes = futures::stream::iter(work.iter())
+        .map(|w| async move { (w, run_one(engine, w, snapshot, true).await) })
+        .buffered(opts.concurrency.max(1));
+    let mut out = ReportWriter::new(opts.output);
+    let (mut errors, mut changes, mut with_changes) = (0, 0, 0);
+    while let Some((w, o)) = passes.next().await {
         let failed = o.needs_user || (!o.ready() && !o.deleted && o.actions.is_empty() && !w.prune);
         if failed {
             errors += 1;
         }
         changes += o.actions.len();
+        if !o.actions.is_empty() {
+            with_changes += 1;
+        }
         let verb = if w.prune { "prune " } else { "" };
-        if failed {
-            text.push_str(&format!(
-                "{verb}{}: error: {}: {}\n",
-                w.input.key, o.reason, o.message
-            ));
+        let mut text = if failed {
+            format!("{verb}{}: error: {}: {}\n", w.input.key, o.reason, o.message)
         } else if o.actions.is_empty() {
-            text.push_str(&format!("{verb}{}: no changes\n", w.input.key));
+            format!("{verb}{}: no changes\n", w.input.key)
         } else {
-            text.push_str(&format!(
+            format!(
                 "{verb}{}: {} change{}\n",
                 w.input.key,
                 o.actions.len(),
                 plural(o.actions.len())
-            ));
-        }
+            )
+        };
         for a in &o.actions {
             text.push_str(&format!("  + {}\n", a.message));
         }
+        out.text(&text);
+        out.binding(w, &o, true);
     }
-    let with_changes = outcomes.iter().filter(|o| !o.actions.is_empty()).count();
-    text.push_str(&format!(
+    out.text(&format!(
         "Plan: {changes} change{} for {with_changes} of {} binding{}{}.\n",
         plural(changes),
         work.len(),
@@ -76,7 +77,7 @@ pub async fn plan(
             String::new()
         }
     ));
-    print_report(opts.output, &text, &work, &outcomes, true);
+    out.finish();
     finish_calls(engine, opts.verbose);
     Ok(if errors > 0 {
         1

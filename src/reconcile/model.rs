@@ -230,6 +230,11 @@ pub struct Outcome {
     pub deleted: bool,
     /// Warnings beside the verdict (the quota nearly full), for events.
     pub notices: Vec<(Reason, String)>,
+    /// What the binding saw of AWS at the end of a pass that waits for its
+    /// fresh profile to propagate (in the controller's own account): nothing
+    /// changed since but its own writes, so `apply` continues from it
+    /// without reading a new snapshot. `None` otherwise.
+    pub observed: Option<super::observe::Observed>,
 }
 
 impl Outcome {

@@ -39,8 +39,8 @@ struct Created {
     /// prove it ours.
     id: String,
     tags: BTreeMap<String, String>,
-    /// EC2 refused it at least once: its acceptance measures the delay.
-    refused: bool,
+    /// When EC2 last refused it: its acceptance measures the delay.
+    refused: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -64,7 +64,7 @@ impl Propagation {
                     at: Instant::now(),
                     id: id.to_string(),
                     tags,
-                    refused: false,
+                    refused: None,
                 },
             );
         }
@@ -93,9 +93,12 @@ impl Propagation {
             return;
         };
         if let Some(c) = i.created.remove(name) {
-            if c.refused {
-                // Refused, then accepted: the delay is about this long.
-                let sample = c.at.elapsed();
+            if let Some(refused) = c.refused {
+                // Refused, then accepted: the delay ended between the two
+                // answers (probes are a second apart); the midpoint
+                // overshoots less than the acceptance, and one binding's
+                // early try costs one refusal, raising the estimate.
+                let sample = (refused.duration_since(c.at) + c.at.elapsed()) / 2;
                 i.learned = Some(match i.learned {
                     // A slower propagation counts at once; a faster one
                     // halfway, so one quick profile does not make the rest
@@ -120,7 +123,7 @@ impl Propagation {
     pub fn refused(&self, name: &str) {
         if let Ok(mut i) = self.inner.lock() {
             if let Some(c) = i.created.get_mut(name) {
-                c.refused = true;
+                c.refused = Some(Instant::now());
             }
             if let Some((c, at)) = i.canary.as_mut()
                 && c == name

@@ -259,7 +259,11 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
         note,
         notices,
     } = report;
-    let (desired, observed, decision) = (&desired, &observed, &decision);
+    let waits_for_propagation = matches!(&failure, Some(Failure::Aws(e)) if e.kind == crate::aws::ErrorKind::PropagationPending)
+        && account.is_none();
+    let kept = observed;
+    let observed = &kept;
+    let (desired, decision) = (&desired, &decision);
     let unwatched = b.nodes.as_ref().is_some_and(|n| n.unwatched);
     let v = verdict(
         unwatched,
@@ -473,6 +477,7 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
         needs_user: v.needs_user,
         deleted,
         notices,
+        observed: waits_for_propagation.then_some(kept),
     }
 }
 
