@@ -324,7 +324,13 @@ impl Aws {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        self.limiter.acquire(family).await;
+        // A new profile's propagation starts with its creation: creates go
+        // before the other IAM writes waiting, so every clock starts early.
+        if action == "CreateInstanceProfile" {
+            self.limiter.acquire_first(family).await;
+        } else {
+            self.limiter.acquire(family).await;
+        }
         let result = f().await;
         match &result {
             Ok(_) => {

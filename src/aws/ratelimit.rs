@@ -101,6 +101,17 @@ impl Default for Limits {
 struct Bucket {
     limit: Limit,
     state: Mutex<BucketState>,
+    /// Callers waiting with priority: the next token is theirs.
+    urgent: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a priority waiter for as long as it waits (a dropped wait too).
+struct Urgent<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Urgent<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 struct BucketState {
@@ -119,10 +130,17 @@ impl Bucket {
                 last: Instant::now(),
                 slowdown: 1.0,
             }),
+            urgent: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    async fn acquire(&self) {
+    /// Waits for a token; `urgent` ones go before the others waiting.
+    async fn acquire(&self, urgent: bool) {
+        use std::sync::atomic::Ordering;
+        let _urgent = urgent.then(|| {
+            self.urgent.fetch_add(1, Ordering::SeqCst);
+            Urgent(&self.urgent)
+        });
         loop {
             let wait = {
                 let mut s = self.state.lock().await;
@@ -132,11 +150,18 @@ impl Bucket {
                 s.tokens = (s.tokens + elapsed * rate).min(self.limit.burst);
                 s.slowdown = (s.slowdown + elapsed * 0.05).min(1.0);
                 s.last = now;
-                if s.tokens >= 1.0 {
+                // While a priority caller waits, the others leave it the
+                // next token.
+                let leave = if !urgent && self.urgent.load(Ordering::SeqCst) > 0 {
+                    1.0
+                } else {
+                    0.0
+                };
+                if s.tokens >= 1.0 + leave {
                     s.tokens -= 1.0;
                     return;
                 }
-                Duration::from_secs_f64((1.0 - s.tokens) / rate)
+                Duration::from_secs_f64((1.0 + leave - s.tokens) / rate)
             };
             tokio::time::sleep(wait).await;
         }
@@ -179,7 +204,13 @@ impl RateLimiter {
 
     /// Waits for a token of `family`.
     pub async fn acquire(&self, family: Family) {
-        self.bucket(family).acquire().await;
+        self.bucket(family).acquire(false).await;
+    }
+
+    /// Waits for a token of `family` before the callers of [`Self::acquire`]:
+    /// for the calls that start a clock (a new profile's propagation).
+    pub async fn acquire_first(&self, family: Family) {
+        self.bucket(family).acquire(true).await;
     }
 
     /// AWS said "slow down": halve the family's rate; it recovers over ~20 s.
@@ -242,5 +273,45 @@ mod tests {
         limiter.acquire(Family::IamRead).await;
         // at half rate a token takes about a second
         assert!(before.elapsed() >= Duration::from_millis(900));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_priority_caller_takes_the_next_token() {
+        let limiter = std::sync::Arc::new(RateLimiter::new(Limits {
+            iam_write: Limit {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+            ..Limits::default()
+        }));
+        limiter.acquire(Family::IamWrite).await;
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let spawn = |name: &'static str, urgent: bool| {
+            let (limiter, order) = (limiter.clone(), order.clone());
+            tokio::spawn(async move {
+                if urgent {
+                    limiter.acquire_first(Family::IamWrite).await;
+                } else {
+                    limiter.acquire(Family::IamWrite).await;
+                }
+                order.lock().map(|mut o| o.push(name)).ok();
+            })
+        };
+        let normal = spawn("normal", false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let urgent = spawn("urgent", true);
+        let (a, b) = (normal.await, urgent.await);
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(*order.lock().expect("order"), ["urgent", "normal"]);
+        // A priority wait that is dropped leaves no claim behind.
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(10),
+            limiter.acquire_first(Family::IamWrite),
+        )
+        .await;
+        assert!(dropped.is_err());
+        let before = Instant::now();
+        limiter.acquire(Family::IamWrite).await;
+        assert!(before.elapsed() <= Duration::from_millis(1100));
     }
 }

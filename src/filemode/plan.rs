@@ -49,7 +49,10 @@ pub async fn plan(
         }
         let verb = if w.prune { "prune " } else { "" };
         let mut text = if failed {
-            format!("{verb}{}: error: {}: {}\n", w.input.key, o.reason, o.message)
+            format!(
+                "{verb}{}: error: {}: {}\n",
+                w.input.key, o.reason, o.message
+            )
         } else if o.actions.is_empty() {
             format!("{verb}{}: no changes\n", w.input.key)
         } else {
