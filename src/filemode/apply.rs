@@ -58,7 +58,12 @@ pub async fn apply(
             return summary(engine, opts, &work, progress, Some(stop));
         }
     };
-    let mut p = Pipeline::new(work.len(), opts.concurrency, first);
+    let mut p = Pipeline::new(
+        work.len(),
+        opts.concurrency,
+        first,
+        opts.output == Output::Text,
+    );
     let stop = p.run(engine, &mut work, deadline, &mut signals).await?;
     let progress = Progress {
         outcomes: p.slots.iter_mut().map(|s| s.outcome.take()).collect(),
@@ -214,10 +219,12 @@ struct Pipeline {
     snapshot_failures: u32,
     retry_snapshot_at: Option<Instant>,
     backoffs: Backoffs<String>,
+    /// The summary is text: a binding that is done keeps only what it prints.
+    text_only: bool,
 }
 
 impl Pipeline {
-    fn new(n: usize, concurrency: usize, first: Snapshot) -> Self {
+    fn new(n: usize, concurrency: usize, first: Snapshot, text_only: bool) -> Self {
         let now = Instant::now();
         Self {
             slots: (0..n)
@@ -238,6 +245,7 @@ impl Pipeline {
             snapshot_failures: 0,
             retry_snapshot_at: None,
             backoffs: Backoffs::default(),
+            text_only,
         }
     }
 
@@ -493,6 +501,20 @@ impl Pipeline {
         if finished {
             slot.done = true;
             slot.overlay = None;
+            if self.text_only {
+                // The text summary reads the Ready verdict, the profile's
+                // name and the instance count: of a binding that is done,
+                // keep those, not its instances' statuses.
+                let status = &mut o.status;
+                status.instances = Vec::new();
+                status.role = None;
+                status.nodes = None;
+                status.conditions.retain(|c| c.type_ == "Ready");
+                if let Some(p) = status.instance_profile.as_mut() {
+                    p.arn = None;
+                    p.id = None;
+                }
+            }
         } else {
             // Transitions are looked at again within a second; failures back off.
             let delay = match o.next {
@@ -514,7 +536,8 @@ impl Pipeline {
             }
             tracing::info!(binding = %w.input.key, reason = %o.reason, "{}", o.message);
         }
-        slot.made.extend(o.actions.iter().cloned());
+        slot.made.append(&mut o.actions);
+        o.notices = Vec::new();
         if !w.prune {
             // A role rotation's progress, carried from one pass to the next
             // as the cluster carries it in the status.
