@@ -376,6 +376,7 @@ impl Pipeline {
             futures::stream::FuturesUnordered::new();
         let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut grace: Option<(Instant, Interrupt)> = None;
+        let mut learned = engine.propagation_learned();
         loop {
             let now = Instant::now();
             let limit = grace.map_or(deadline, |(end, _)| end.min(deadline));
@@ -447,7 +448,20 @@ impl Pipeline {
             };
             match event {
                 Event::Pass(i, None) => self.slots[i].running = false,
-                Event::Pass(i, Some(o)) => self.passed(i, *o, work),
+                Event::Pass(i, Some(o)) => {
+                    self.passed(i, *o, work);
+                    // The canary was accepted: those that waited for it
+                    // (polling each second) go on now, each to its own wait.
+                    if !learned && engine.propagation_learned() {
+                        learned = true;
+                        let now = Instant::now();
+                        for slot in &mut self.slots {
+                            if slot.overlay.is_some() && !slot.running {
+                                slot.due = slot.due.min(now);
+                            }
+                        }
+                    }
+                }
                 Event::Snapshot(taken) => {
                     self.refreshing = false;
                     match taken {

@@ -87,6 +87,13 @@ impl Engine {
         self.accounts.forget(key);
     }
 
+    /// The propagation delay of new profiles is known (a canary's
+    /// association was accepted): bindings that waited for the canary can go on.
+    #[must_use]
+    pub fn propagation_learned(&self) -> bool {
+        self.propagation.learned()
+    }
+
     /// The path every profile of this cluster lives under by default.
     #[must_use]
     pub fn default_path(&self) -> String {

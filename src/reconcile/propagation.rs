@@ -168,6 +168,11 @@ impl Propagation {
         }
     }
 
+    /// A delay has been learned: bindings no longer wait for a canary.
+    pub fn learned(&self) -> bool {
+        self.inner.lock().is_ok_and(|i| i.learned.is_some())
+    }
+
     fn probing(&self) -> bool {
         self.inner.lock().is_ok_and(|i| i.probing)
     }
