@@ -675,3 +675,62 @@ async fn a_failing_queue_falls_back_to_resyncs_and_recovers() {
         1.0
     );
 }
+
+/// The EventBridge rules shipped in deploy/events/ forward exactly what the
+/// controller acts on: the states, detail-types and calls of its parser.
+#[test]
+fn the_shipped_rules_match_what_the_controller_reads() {
+    use instance_profile_controller::events::parse;
+    let text = std::fs::read_to_string(common::repo().join("deploy/events/events.cfn.yaml"))
+        .expect("events.cfn.yaml");
+    let doc: serde_norway::Value = serde_norway::from_str(&text).expect("CloudFormation YAML");
+    let mut patterns = Vec::new();
+    for (_, resource) in doc["Resources"].as_mapping().expect("Resources") {
+        if resource["Type"].as_str() == Some("AWS::Events::Rule") {
+            patterns.push(resource["Properties"]["EventPattern"].clone());
+        }
+    }
+    let strings = |v: &serde_norway::Value| -> Vec<String> {
+        v.as_sequence()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut states = Vec::new();
+    let mut calls = Vec::new();
+    for p in &patterns {
+        match strings(&p["detail-type"]).as_slice() {
+            [t] if t == parse::STATE_CHANGE => states.extend(strings(&p["detail"]["state"])),
+            [t] if t == parse::API_CALL => calls.extend(strings(&p["detail"]["eventName"])),
+            other => panic!("a rule for {other:?}"),
+        }
+    }
+    assert_eq!(states, parse::STATES);
+    let mut expected: Vec<&str> = parse::EC2_CALLS
+        .iter()
+        .chain(&parse::IAM_CALLS)
+        .copied()
+        .collect();
+    expected.sort_unstable();
+    calls.sort();
+    assert_eq!(calls, expected);
+    for other in [
+        "deploy/events/events.tf",
+        "deploy/events/events-iam-forwarding.cfn.yaml",
+    ] {
+        let text = std::fs::read_to_string(common::repo().join(other)).expect(other);
+        for name in parse::IAM_CALLS {
+            assert!(text.contains(name), "{other} lacks {name}");
+        }
+    }
+    let tf = std::fs::read_to_string(common::repo().join("deploy/events/events.tf")).expect("tf");
+    for name in parse::EC2_CALLS.iter().chain(&parse::STATES) {
+        assert!(
+            tf.contains(&format!("\"{name}\"")),
+            "events.tf lacks {name}"
+        );
+    }
+}

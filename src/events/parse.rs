@@ -98,19 +98,19 @@ impl Rejected {
 }
 
 /// The calls whose CloudTrail record is a hint to re-read an instance's association.
-const EC2_CALLS: [&str; 3] = [
+pub const EC2_CALLS: [&str; 3] = [
     "AssociateIamInstanceProfile",
     "ReplaceIamInstanceProfileAssociation",
     "DisassociateIamInstanceProfile",
 ];
 /// The calls whose CloudTrail record is a hint to re-read a profile.
-const IAM_CALLS: [&str; 3] = [
+pub const IAM_CALLS: [&str; 3] = [
     "RemoveRoleFromInstanceProfile",
     "AddRoleToInstanceProfile",
     "DeleteInstanceProfile",
 ];
 /// The states the EventBridge rule forwards.
-const STATES: [&str; 4] = ["pending", "running", "stopped", "terminated"];
+pub const STATES: [&str; 4] = ["pending", "running", "stopped", "terminated"];
 
 #[derive(Deserialize)]
 struct Envelope {
