@@ -326,7 +326,9 @@ impl<C: Cluster> Consumer<C> {
             reread.insert(name, p);
         }
 
-        // What each event concerns, by the snapshot before and the reads now.
+        // What each event concerns, by the snapshot before and the reads now;
+        // and the instances that concern a binding at all.
+        let mut relevant: BTreeSet<String> = BTreeSet::new();
         let concerned: Vec<BTreeSet<BindingKey>> = batch
             .iter()
             .map(|e| {
@@ -340,6 +342,7 @@ impl<C: Cluster> Consumer<C> {
                     }
                 };
                 for id in ids {
+                    let mut by_id = BTreeSet::new();
                     bindings.concerned_by_instance(
                         [known_instance(&id), described.get(&id)]
                             .into_iter()
@@ -347,26 +350,45 @@ impl<C: Cluster> Consumer<C> {
                         [known_association(&id), associations.get(&id)]
                             .into_iter()
                             .flatten(),
-                        &mut out,
+                        &mut by_id,
                     );
+                    if !by_id.is_empty() {
+                        relevant.insert(id);
+                        out.append(&mut by_id);
+                    }
                 }
                 out
             })
             .collect();
 
+        // Only what concerns a binding is patched in: a burst of unrelated
+        // events leaves the snapshot (and its readers) alone.
+        if relevant.is_empty() && reread.is_empty() {
+            return Ok(concerned);
+        }
+        let reassociated: Vec<String> = reassociated
+            .into_iter()
+            .filter(|id| relevant.contains(id))
+            .collect();
         self.cluster
             .snapshots()
             .patch(read_at, |s| {
-                for id in &terminated {
+                for id in terminated.iter().filter(|id| relevant.contains(*id)) {
                     if let Some(mut gone) = s.instances.get(id).cloned() {
                         gone.state = RunState::Terminated;
                         s.note_instance(gone);
                     }
                 }
-                for i in described.into_values() {
+                for i in described.into_values().filter(|i| relevant.contains(&i.id)) {
                     s.note_instance(i);
                 }
-                s.note_associations(&reassociated, associations.into_values().collect());
+                s.note_associations(
+                    &reassociated,
+                    associations
+                        .into_values()
+                        .filter(|a| relevant.contains(&a.instance_id))
+                        .collect(),
+                );
                 for (name, p) in reread {
                     s.note_profile(&name, p);
                 }
