@@ -112,14 +112,17 @@ impl<C: Cluster> Consumer<C> {
                     continue;
                 }
             };
+            let (Some(c), Some(u)) = (&caller, &url) else {
+                continue;
+            };
             if backoff.recovered() {
                 tracing::info!(queue = %self.queue, "event queue answers again");
             }
             events.queue_up.set(1);
             self.detail.set(PART, Some("ok".into()));
-            let (Some(c), Some(u), false) = (&caller, &url, messages.is_empty()) else {
+            if messages.is_empty() {
                 continue;
-            };
+            }
             let home = Home {
                 account: c.account.clone(),
                 region: region.clone(),
