@@ -458,7 +458,8 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "IPB_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
-    /// Reconcile every binding this often even without changes (AWS sends no events).
+    /// Reconcile every binding this often even without changes: the only
+    /// trigger for AWS-side changes without --event-queue, the safety net with it.
     #[arg(long, env = "IPB_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
     /// Run without leader election (only one replica may run then).
