@@ -7,6 +7,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod doctor;
+pub mod events;
 pub mod filemode;
 pub mod files;
 pub mod leader;

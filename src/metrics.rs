@@ -34,8 +34,86 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// The event's detail-type, or "other" (unknown, unreadable).
+    pub detail_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IgnoredEventLabels {
+    pub detail_type: String,
+    /// Why it changed nothing: malformed, unknown, foreign-account, …
+    pub reason: String,
+}
+
+/// The event queue's metrics (`run --event-queue`).
+pub struct EventMetrics {
+    pub received: Family<EventLabels, Counter>,
+    pub deleted: Family<EventLabels, Counter>,
+    pub ignored: Family<IgnoredEventLabels, Counter>,
+    /// Event time to handled (bindings requeued).
+    pub latency: Histogram,
+    /// 1 while the last receive from the queue succeeded.
+    pub queue_up: Gauge,
+}
+
+impl EventMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let out = Self {
+            received: Family::default(),
+            deleted: Family::default(),
+            ignored: Family::default(),
+            latency: Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            queue_up: Gauge::default(),
+        };
+        registry.register(
+            "events_received",
+            "Events received from the event queue, by detail-type",
+            out.received.clone(),
+        );
+        registry.register(
+            "events_deleted",
+            "Events deleted from the event queue after handling, by detail-type",
+            out.deleted.clone(),
+        );
+        registry.register(
+            "events_ignored",
+            "Events that concerned no binding or could not be used, by detail-type and reason",
+            out.ignored.clone(),
+        );
+        registry.register(
+            "event_latency_seconds",
+            "From an event's time to the controller acting on it",
+            out.latency.clone(),
+        );
+        registry.register(
+            "event_queue_up",
+            "1 while the event queue answers, 0 while it fails (bindings reconcile on resyncs)",
+            out.queue_up.clone(),
+        );
+        out
+    }
+
+    pub fn label(detail_type: &str) -> EventLabels {
+        EventLabels {
+            detail_type: detail_type.into(),
+        }
+    }
+
+    pub fn ignore(&self, detail_type: &str, reason: &str) {
+        self.ignored
+            .get_or_create(&IgnoredEventLabels {
+                detail_type: detail_type.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
+    pub events: EventMetrics,
     pub aws_calls: Family<AwsCallLabels, Counter>,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -122,8 +200,10 @@ impl Metrics {
             "Orphaned instance profiles the sweep deleted",
             orphans_deleted.clone(),
         );
+        let events = EventMetrics::register(&mut registry);
         Self {
             registry,
+            events,
             orphaned_profiles,
             orphans_deleted,
             instance_profiles,

@@ -1,7 +1,8 @@
 //! `/healthz`, `/readyz` and `/metrics`.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -17,6 +18,39 @@ pub struct ServerState {
     /// Set once `run`'s preflight passed (the CRD is installed, AWS answers),
     /// before leader election: a standby replica is ready too.
     pub ready: Arc<AtomicBool>,
+    /// What `/readyz` says beside "ready": degraded parts that do not make
+    /// the replica unready (the event queue: bindings still reconcile on resyncs).
+    pub detail: Arc<Detail>,
+}
+
+/// Lines `/readyz` adds to its answer, one per part, set and cleared by that part.
+#[derive(Default)]
+pub struct Detail {
+    lines: Mutex<BTreeMap<&'static str, String>>,
+}
+
+impl Detail {
+    /// Sets (`Some`) or clears what `part` reports.
+    pub fn set(&self, part: &'static str, line: Option<String>) {
+        if let Ok(mut lines) = self.lines.lock() {
+            match line {
+                Some(l) => lines.insert(part, l),
+                None => lines.remove(part),
+            };
+        }
+    }
+
+    fn render(&self) -> String {
+        self.lines
+            .lock()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .map(|(part, line)| format!("\n{part}: {line}"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 pub fn router(state: ServerState) -> Router {
@@ -29,11 +63,11 @@ pub fn router(state: ServerState) -> Router {
 
 async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
     if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
+        (StatusCode::OK, format!("ready{}", s.detail.render()))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: waiting for the CRD and the binding cache",
+            "not ready: waiting for the CRD and the binding cache".to_string(),
         )
     }
 }

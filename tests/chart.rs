@@ -33,6 +33,7 @@ const RENDERED: &str = "deploy/manifests.yaml";
 const VIA_PARENT: &[&str] = &[
     "orphanSweep",
     "nodeSelection",
+    "events",
     "podSecurityContext",
     "securityContext",
     "resources",
@@ -348,6 +349,7 @@ fn default_render_is_secure_and_least_privilege() {
         "--namespace",
         "--region",
         "--aws-endpoint-url",
+        "--event-queue",
     ] {
         assert!(
             !args.iter().any(|a| a.starts_with(absent)),
@@ -417,9 +419,15 @@ fn all_options_render() {
         "--require-policy=true",
         "--metrics-addr=0.0.0.0:9090",
         "--some-future-flag=value",
+        "--event-queue=https://sqs.eu-west-1.amazonaws.com/111122223333/ipb-events-prod-eu-1",
     ] {
         assert!(args.contains(&expected), "missing {expected} in {args:?}");
     }
+    assert_eq!(
+        env(deployment, "AWS_ENDPOINT_URL_SQS")["value"],
+        "https://sqs.eu-west-1.example.internal",
+        "aws.endpoints.sqs"
+    );
 
     // One watched namespace: binding permissions move to a Role there, the
     // cluster-wide reads stay in the ClusterRole.

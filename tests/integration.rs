@@ -16,6 +16,7 @@ mod controller;
 mod decide_props;
 mod dockerfile;
 mod doctor;
+mod events;
 mod failures_reach_bindings;
 mod golden;
 mod hardening;

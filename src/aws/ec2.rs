@@ -162,6 +162,85 @@ impl Aws {
             .and_then(instance_from))
     }
 
+    /// The instances of `ids` in any state, terminated included (an
+    /// `instance-id` filter, so an id EC2 does not know is just absent):
+    /// one call for a batch of events (at most 1000 ids a page).
+    pub async fn describe_instances_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Instance>, AwsError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(199) {
+            let filter = Filter::builder()
+                .name("instance-id")
+                .set_values(Some(chunk.to_vec()))
+                .build();
+            let page = self
+                .call(Family::Ec2Read, EC2, "DescribeInstances", || async {
+                    self.ec2
+                        .describe_instances()
+                        .filters(filter.clone())
+                        .send()
+                        .await
+                        .map_err(|e| from_sdk(EC2, "DescribeInstances", &e))
+                })
+                .await?;
+            out.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(instance_from),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The live associations of the instances `ids` (an `instance-id`
+    /// filter): one call for a batch of events.
+    pub async fn describe_associations_of(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Association>, AwsError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(199) {
+            let filters = [
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(chunk.to_vec()))
+                    .build(),
+                Filter::builder()
+                    .name("state")
+                    .values("associating")
+                    .values("associated")
+                    .values("disassociating")
+                    .build(),
+            ];
+            let page = self
+                .call(
+                    Family::Ec2Read,
+                    EC2,
+                    "DescribeIamInstanceProfileAssociations",
+                    || async {
+                        self.ec2
+                            .describe_iam_instance_profile_associations()
+                            .set_filters(Some(filters.to_vec()))
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                from_sdk(EC2, "DescribeIamInstanceProfileAssociations", &e)
+                            })
+                    },
+                )
+                .await?;
+            out.extend(
+                page.iam_instance_profile_associations()
+                    .iter()
+                    .filter_map(association_from),
+            );
+        }
+        Ok(out)
+    }
+
     pub async fn associate(
         &self,
         instance_id: &str,

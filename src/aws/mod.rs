@@ -7,6 +7,7 @@ pub mod ec2;
 pub mod errors;
 pub mod iam;
 pub mod ratelimit;
+pub mod sqs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -208,6 +209,9 @@ pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub sts: aws_sdk_sts::Client,
+    /// The event queue's client (`run --event-queue`), with a per-attempt
+    /// timeout above SQS's 20 s long poll.
+    pub sqs: aws_sdk_sqs::Client,
     limiter: Arc<RateLimiter>,
     limits: Limits,
     pub calls: Arc<CallLog>,
@@ -286,6 +290,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(conf),
             ec2: aws_sdk_ec2::Client::new(conf),
             sts: aws_sdk_sts::Client::new(conf),
+            sqs: sqs::client(conf),
             limits,
             limiter,
             calls,
@@ -331,6 +336,27 @@ impl Aws {
         } else {
             self.limiter.acquire(family).await;
         }
+        let result = self.counted(service, action, f).await;
+        if let Err(e) = &result
+            && e.kind == ErrorKind::Throttled
+        {
+            self.limiter.throttled(family).await;
+        }
+        result
+    }
+
+    /// Runs one AWS call outside the rate limits (the event queue's, which
+    /// spends no IAM or EC2 budget): classify, count.
+    pub(crate) async fn counted<T, F, Fut>(
+        &self,
+        service: &'static str,
+        action: &'static str,
+        f: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
         let result = f().await;
         match &result {
             Ok(_) => {
@@ -340,9 +366,6 @@ impl Aws {
             Err(e) => {
                 self.calls.record(service, action, false);
                 self.metrics.record_aws_call(service, action, &e.code);
-                if e.kind == ErrorKind::Throttled {
-                    self.limiter.throttled(family).await;
-                }
                 tracing::debug!(service, action, code = %e.code, kind = ?e.kind, "AWS call failed");
             }
         }

@@ -22,8 +22,8 @@ use crate::reconcile::EngineConfig;
 
 mod values;
 pub use values::{
-    MAX_DURATION, SessionError, parse_binding_ref, parse_duration, parse_instance_id,
-    parse_profile_name, session_seconds,
+    MAX_DURATION, SessionError, parse_binding_ref, parse_duration, parse_event_queue,
+    parse_instance_id, parse_profile_name, session_seconds,
 };
 
 #[derive(Parser, Debug)]
@@ -458,7 +458,8 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "IPB_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
-    /// Reconcile every binding this often even without changes (AWS sends no events).
+    /// Reconcile every binding this often even without changes: the only
+    /// trigger for AWS-side changes without --event-queue, the safety net with it.
     #[arg(long, env = "IPB_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
     /// Run without leader election (only one replica may run then).
@@ -502,6 +503,12 @@ pub struct RunArgs {
     /// (so a binding restored from a backup is not raced).
     #[arg(long, env = "IPB_ORPHAN_GRACE", default_value = "1h", value_parser = parse_duration, help_heading = "Orphan sweep")]
     pub orphan_grace: Duration,
+    /// An SQS queue (name or URL) that EventBridge rules fill with EC2
+    /// state changes and CloudTrail profile and association calls: the
+    /// bindings they concern reconcile within seconds instead of at the next
+    /// resync (docs/events.md). Empty: off.
+    #[arg(long, env = "IPB_EVENT_QUEUE", value_name = "NAME_OR_URL", default_value = "", hide_default_value = true, value_parser = parse_event_queue, help_heading = "Events")]
+    pub event_queue: String,
     #[command(flatten)]
     pub kube: KubeArgs,
     #[command(flatten)]

@@ -148,3 +148,55 @@ pub fn parse_profile_name(s: &str) -> Result<String, String> {
         ))
     }
 }
+
+/// `--event-queue NAME_OR_URL`: an SQS queue name (1-80 letters, digits, `-`
+/// and `_`, `.fifo` allowed at the end) or a queue URL; empty turns it off.
+///
+/// # Errors
+/// A message for clap naming both accepted forms.
+pub fn parse_event_queue(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || crate::aws::sqs::is_queue_url(s) {
+        return Ok(s.to_string());
+    }
+    let base = s.strip_suffix(".fifo").unwrap_or(s);
+    let ok = (1..=80).contains(&s.len())
+        && !base.is_empty()
+        && base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is neither an SQS queue name (1-80 letters, digits, - and _) nor a queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod event_queue_tests {
+    use super::parse_event_queue;
+
+    #[test]
+    fn a_queue_is_a_name_or_a_url_or_nothing() {
+        for ok in [
+            "ipb-events",
+            "ipb_events.fifo",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/ipb-events",
+            "",
+            "  ",
+        ] {
+            assert!(parse_event_queue(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(parse_event_queue(" q ").as_deref(), Ok("q"));
+        for bad in [
+            "arn:aws:sqs:eu-west-1:123456789012:q",
+            "a b",
+            ".fifo",
+            &"q".repeat(81),
+        ] {
+            assert!(parse_event_queue(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -151,6 +151,11 @@ impl Context {
         refresh.take(&self.engine.aws, paths, rivals).await
     }
 
+    /// This account's shared snapshot (the event queue patches it).
+    pub(super) fn snapshot_cache(&self) -> &SnapshotCache {
+        &self.snapshots
+    }
+
     /// When a reconcile of `key` last changed AWS: its next snapshot is
     /// newer, so it reads what it wrote.
     pub(super) fn last_write(&self, key: &BindingKey) -> Option<Instant> {

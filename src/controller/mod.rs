@@ -7,6 +7,7 @@
 //! that calls [`reconcile`] ([`reconciler`]) with a [`Context`] ([`context`]).
 
 mod context;
+mod queue;
 mod reconciler;
 mod sweep;
 mod watches;
@@ -62,11 +63,13 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
     engine.tags.remember = true;
 
     let ready = Arc::new(AtomicBool::new(false));
+    let detail = Arc::new(server::Detail::default());
     server::serve(
         args.metrics_addr,
         ServerState {
             metrics: metrics.clone(),
             ready: ready.clone(),
+            detail: detail.clone(),
         },
     )
     .await
@@ -130,6 +133,14 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
         .with_gate(gate)
         .with_nodes(nodes),
     );
+    // The event queue is consumed by the leader only: this point is past the lease.
+    let consumer = if args.event_queue.is_empty() {
+        None
+    } else {
+        let (task, requeue) = queue::start(ctx.clone(), args.event_queue.clone(), detail.clone());
+        controller = controller.reconcile_on(requeue);
+        Some(task)
+    };
     let sweeper = (!args.orphan_sweep_interval.is_zero()).then(|| {
         tokio::spawn(sweep::run(
             ctx.clone(),
@@ -143,6 +154,7 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
     });
     tracing::info!(
         namespace = args.namespace.as_deref().unwrap_or("(all)"),
+        event_queue = if args.event_queue.is_empty() { "(off)" } else { args.event_queue.as_str() },
         cluster_id = %ctx.engine.config.cluster_id,
         "controller started"
     );
@@ -156,7 +168,7 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
             }
         })
         .await;
-    if let Some(task) = sweeper {
+    for task in [sweeper, consumer].into_iter().flatten() {
         task.abort();
     }
     metrics.leader.set(0);

@@ -68,6 +68,29 @@ impl SnapshotCache {
     }
 }
 
+impl SnapshotCache {
+    /// Folds what was read at `read_at` into the current snapshot (the event
+    /// queue's re-reads), unless that snapshot was taken later and already
+    /// knows as much. Whether anything was patched.
+    pub async fn patch(&self, read_at: Instant, f: impl FnOnce(&mut Snapshot)) -> bool {
+        let mut state = self.state.lock().await;
+        match state.snapshot.as_mut() {
+            Some(s) if s.taken_at <= read_at => {
+                // Reconciles holding the old one keep it; the next get this one.
+                f(Arc::make_mut(s));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The current snapshot, however old (the event queue matches events
+    /// against it; `None` before the first).
+    pub async fn current(&self) -> Option<Arc<Snapshot>> {
+        self.state.lock().await.snapshot.clone()
+    }
+}
+
 impl Refresh<'_> {
     /// The profile paths the last snapshot listed.
     #[must_use]
@@ -122,6 +145,33 @@ mod tests {
 
     fn fresh(l: &Lookup<'_>) -> bool {
         matches!(l, Lookup::Fresh(_))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn patches_only_a_snapshot_older_than_the_read() {
+        let cache = SnapshotCache::new(None);
+        let note = |s: &mut Snapshot| s.note_profile("p", None);
+        assert!(!cache.patch(Instant::now(), note).await, "no snapshot yet");
+        let taken = Instant::now();
+        fill(&cache, taken, &["/a/"]).await;
+        let held = cache.current().await.expect("a snapshot");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let read_at = Instant::now();
+        assert!(
+            cache
+                .patch(read_at, |s| s
+                    .note_associations(&["i-1".to_string()], Vec::new()))
+                .await
+        );
+        // A reconcile holding the old snapshot keeps it; the patched one keeps
+        // its age and paths, so it is as fresh as before.
+        let patched = cache.current().await.expect("a snapshot");
+        assert!(!Arc::ptr_eq(&held, &patched));
+        assert_eq!(patched.taken_at, taken);
+        assert!(fresh(&cache.lookup(Some(taken), &paths(&["/a/"])).await));
+        // A snapshot taken after the read knows as much already.
+        fill(&cache, read_at + Duration::from_secs(1), &["/a/"]).await;
+        assert!(!cache.patch(read_at, note).await);
     }
 
     #[tokio::test(start_paused = true)]

@@ -83,6 +83,46 @@ impl Snapshot {
     }
 }
 
+/// Patches from the event queue (`run --event-queue`, `crate::events`):
+/// what one event re-read, folded into the shared snapshot so the reconciles
+/// it triggers see it without a bulk refresh.
+impl Snapshot {
+    /// Notes an instance as just described: a live one replaces what was
+    /// known of it, a terminated one is dropped with its association.
+    pub fn note_instance(&mut self, instance: Instance) {
+        if matches!(
+            instance.state,
+            crate::aws::RunState::Terminated | crate::aws::RunState::ShuttingDown
+        ) {
+            self.associations.remove(&instance.id);
+            self.instances.remove(&instance.id);
+        } else {
+            self.instances.insert(instance.id.clone(), instance);
+        }
+    }
+
+    /// Notes the live associations of `instance_ids` as just described:
+    /// an instance without one in `associations` has none.
+    pub fn note_associations(&mut self, instance_ids: &[String], associations: Vec<Association>) {
+        for id in instance_ids {
+            self.associations.remove(id);
+        }
+        self.associations.extend(live_associations(associations));
+    }
+
+    /// Notes a profile as just read (`None`: it does not exist).
+    pub fn note_profile(&mut self, name: &str, profile: Option<Profile>) {
+        match profile {
+            Some(p) => {
+                self.profiles.insert(name.to_string(), p);
+            }
+            None => {
+                self.profiles.remove(name);
+            }
+        }
+    }
+}
+
 /// The live association of each instance, by instance id. During a Replace an
 /// instance can briefly show two; the one not on its way out is the one to act on.
 #[must_use]

@@ -14,6 +14,9 @@ Every request is forwarded to the upstream, except the control API under
     POST /_fault/config   merge JSON object into the config, answers the config
     GET  /_fault/config   current config
     GET  /_fault/calls    {"calls": [{service, action, status, fault, t}, ...]}
+                          (the action of a JSON-protocol call, SQS's, is
+                          its X-Amz-Target's last part; its faults answer
+                          in SQS's JSON error format)
     POST /_fault/reset    clear call log, creation times, config -> defaults
                           (optional body {"seed": N} re-seeds; otherwise the
                           random generator restarts from the current seed)
@@ -360,7 +363,34 @@ def ec2_error(status, code, message):
     return status, headers, body.encode("utf-8")
 
 
+def json_error(status, code, type_name, message):
+    """SQS (AWS JSON protocol, query compatible) error response."""
+    rid = new_request_id()
+    body = json.dumps({"__type": type_name, "message": message})
+    headers = [("Content-Type", "application/x-amz-json-1.0"), ("x-amzn-RequestId", rid),
+               ("x-amzn-query-error", f"{code};Sender")]
+    return status, headers, body.encode("utf-8")
+
+
+def sqs_fault_response(kind):
+    if kind == "throttle":
+        return json_error(400, "RequestThrottled", "com.amazonaws.sqs#RequestThrottled",
+                          "Rate exceeded")
+    if kind in ("500", "503"):
+        return json_error(int(kind), "InternalFailure", "com.amazonaws.sqs#InternalFailure",
+                          "The request processing has failed.")
+    if kind == "access_denied":
+        return json_error(403, "AccessDenied", "com.amazon.coral.service#AccessDeniedException",
+                          "User: arn:aws:sts::123456789012:assumed-role/ipb-controller/test "
+                          "is not authorized to perform: sqs:receivemessage")
+    return None
+
+
 def fault_response(service, kind):
+    if service == "sqs":
+        resp = sqs_fault_response(kind)
+        if resp is not None:
+            return resp
     if kind == "throttle":
         if service == "ec2":
             return ec2_error(503, "RequestLimitExceeded", "Request limit exceeded.")
@@ -825,6 +855,11 @@ class Handler(BaseHTTPRequestHandler):
             params.setdefault(k, v)
         flat = {k: v[0] for k, v in params.items()}
         action = flat.get("Action")
+        if action is None:
+            # JSON protocol (SQS): the action is the X-Amz-Target's last part.
+            target = self.headers.get("X-Amz-Target") or ""
+            if target:
+                action = target.rsplit(".", 1)[-1]
         return service or "unknown", action, flat
 
     # ---- proxying ---------------------------------------------------------

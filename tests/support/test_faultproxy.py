@@ -88,6 +88,7 @@ class Env:
         self.iam = boto3.client("iam", **kw)
         self.ec2 = boto3.client("ec2", **kw)
         self.sts = boto3.client("sts", **kw)
+        self.sqs = boto3.client("sqs", **kw)
 
     def control(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
@@ -494,6 +495,27 @@ def t_concurrency_and_keepalive(env):
     conn.close()
 
 
+def t_sqs_json_protocol(env):
+    # SQS speaks JSON with X-Amz-Target: logged by action, faults in its format.
+    url = env.sqs.create_queue(QueueName="events")["QueueUrl"]
+    env.sqs.send_message(QueueUrl=url, MessageBody="{}")
+    got = env.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert [m["Body"] for m in got["Messages"]] == ["{}"], got
+    actions = [(c["service"], c["action"]) for c in env.calls()]
+    assert ("sqs", "ReceiveMessage") in actions, actions
+    env.config(scripted_faults=[{"kind": "access_denied", "action": "ReceiveMessage"},
+                                {"kind": "500", "service": "sqs"}])
+    e = expect_client_error(lambda: env.sqs.receive_message(QueueUrl=url), "AccessDenied", 403)
+    assert "sqs:receivemessage" in str(e), e
+    try:
+        env.sqs.get_queue_url(QueueName="events")
+        raise AssertionError("expected a 500")
+    except botocore.exceptions.ClientError as e:
+        assert err_code(e)[1] == 500, e
+    faults = [(c["action"], c["fault"]) for c in env.calls() if c["fault"]]
+    assert faults == [("ReceiveMessage", "access_denied"), ("GetQueueUrl", "500")], faults
+
+
 def t_reset(env):
     env.config(page_size=3, error_rate=0.3, propagation_seconds=5)
     env.iam.list_roles()
@@ -519,7 +541,7 @@ def t_sigterm(env):
 TESTS = [
     t_health_and_ready, t_plain_forwarding, t_path_prefix, t_paging_profiles,
     t_paging_instances_and_associations, t_moto_paging_followed, t_propagation, t_read_lag, t_faults,
-    t_scripted_only_kinds, t_random_rate_and_seed, t_moto_gap, t_concurrency_and_keepalive, t_reset, t_sigterm,
+    t_scripted_only_kinds, t_random_rate_and_seed, t_moto_gap, t_concurrency_and_keepalive, t_sqs_json_protocol, t_reset, t_sigterm,
 ]
 
 

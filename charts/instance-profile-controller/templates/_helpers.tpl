@@ -150,6 +150,9 @@ one item, --name=value, so extraArgs can replace it by name.
 {{- $flags = append $flags (printf "--orphan-sweep-interval=%s" (toString $sweep.interval)) }}
 {{- $flags = append $flags (printf "--orphan-sweep=%s" $sweep.mode) }}
 {{- $flags = append $flags (printf "--orphan-grace=%s" (toString $sweep.grace)) }}
+{{- with (.Values.events | default dict).queue }}
+{{- $flags = append $flags (printf "--event-queue=%s" .) }}
+{{- end }}
 {{- $flags = append $flags (printf "--assume-role-duration-seconds=%d" (int .Values.assumeRoleDurationSeconds)) }}
 {{- $flags = append $flags (printf "--log-format=%s" .Values.logging.format) }}
 {{- $flags = append $flags (printf "--log-level=%s" .Values.logging.level) }}
@@ -203,7 +206,7 @@ server-side apply, so extraEnv replaces a chart variable instead.
 {{- $env = append $env (dict "name" "POD_NAME" "valueFrom" (dict "fieldRef" (dict "fieldPath" "metadata.name"))) }}
 {{- $env = append $env (dict "name" "POD_NAMESPACE" "valueFrom" (dict "fieldRef" (dict "fieldPath" "metadata.namespace"))) }}
 {{- $endpoints := .Values.aws.endpoints | default dict }}
-{{- range $service := list "iam" "ec2" "sts" }}
+{{- range $service := list "iam" "ec2" "sts" "sqs" }}
 {{- with get $endpoints $service }}
 {{- $env = append $env (dict "name" (printf "AWS_ENDPOINT_URL_%s" (upper $service)) "value" .) }}
 {{- end }}

@@ -1,0 +1,71 @@
+//! The event queue's side of `run` (`--event-queue`): what the consumer
+//! reads of the controller, and the stream of bindings it requeues.
+
+use std::sync::Arc;
+
+use futures::Stream;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::mpsc;
+
+use crate::crd::InstanceProfileBinding;
+use crate::events::{Cluster, Consumer};
+use crate::naming::BindingKey;
+use crate::reconcile::cache::SnapshotCache;
+use crate::reconcile::{Selector, selector_of};
+use crate::server::Detail;
+
+use super::context::{Context, key_of};
+
+impl Cluster for Context {
+    fn bindings(&self) -> Vec<(BindingKey, Selector, String)> {
+        self.store
+            .state()
+            .iter()
+            .filter_map(|b| {
+                let key = key_of(b)?;
+                let profile = self.engine.profile_name(&key);
+                Some((key, selector_of(&b.spec), profile))
+            })
+            .collect()
+    }
+
+    fn snapshots(&self) -> &SnapshotCache {
+        self.snapshot_cache()
+    }
+
+    fn assumed_roles(&self) -> Vec<String> {
+        self.policy_set()
+            .map(|p| {
+                p.policies
+                    .iter()
+                    .filter_map(|(_, spec)| Some(spec.account.as_ref()?.assume_role_arn.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Starts consuming `queue` for `ctx`'s bindings: the task (abort it when the
+/// controller stops) and the bindings to reconcile, for `reconcile_on`.
+pub fn start(
+    ctx: Arc<Context>,
+    queue: String,
+    detail: Arc<Detail>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    impl Stream<Item = ObjectRef<InstanceProfileBinding>> + Send + 'static,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let consumer = Consumer {
+        aws: ctx.engine.aws.clone(),
+        metrics: ctx.metrics.clone(),
+        cluster: ctx,
+        queue,
+        detail,
+        requeue: tx,
+    };
+    let task = tokio::spawn(consumer.run());
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    (task, stream)
+}
