@@ -14,8 +14,8 @@ use crate::reconcile::{ActionRecord, Backoffs, Engine, Next, Outcome, Reason, Sn
 use super::prune::prune_targets;
 use super::stop::{Interrupt, Signals, Stop, until};
 use super::{
-    FileModeOptions, LOOK_AGAIN, Output, Work, changes_sent, finish_calls, inputs, plural,
-    print_report, rivals, run_one, take_paths, w_key,
+    FileModeOptions, LOOK_AGAIN, Output, ReportWriter, Work, changes_sent, finish_calls, inputs,
+    plural, rivals, run_one, take_paths, w_key,
 };
 
 /// `apply`: reconcile the files until every binding is Ready or failed, or the
@@ -50,7 +50,7 @@ pub async fn apply(
         Err(stop) => {
             let n = work.len();
             let progress = Progress {
-                outcomes: vec![None; n],
+                outcomes: (0..n).map(|_| None).collect(),
                 made: vec![Vec::new(); n],
                 done: vec![false; n],
                 running: BTreeSet::new(),
@@ -66,7 +66,7 @@ pub async fn apply(
     );
     let stop = p.run(engine, &mut work, deadline, &mut signals).await?;
     let progress = Progress {
-        outcomes: p.slots.iter_mut().map(|s| s.outcome.take()).collect(),
+        outcomes: p.slots.iter_mut().map(|s| s.last.take()).collect(),
         made: p
             .slots
             .iter_mut()
@@ -189,8 +189,8 @@ struct Slot {
     fresh_after: Option<Instant>,
     /// What its last pass saw, when it waits for its profile to propagate:
     /// its next pass continues from it (no snapshot needed).
-    overlay: Option<crate::reconcile::Observed>,
-    outcome: Option<Outcome>,
+    overlay: Option<Box<crate::reconcile::Observed>>,
+    last: Option<Last>,
     /// Changes made in every pass, for the report.
     made: Vec<ActionRecord>,
 }
@@ -235,7 +235,7 @@ impl Pipeline {
                     lane: Lane::Fresh,
                     fresh_after: None,
                     overlay: None,
-                    outcome: None,
+                    last: None,
                     made: Vec::new(),
                 })
                 .collect(),
@@ -389,7 +389,7 @@ impl Pipeline {
                     self.slots[i].running = true;
                     let overlay = self.slots[i].overlay.take();
                     let snapshot = match overlay {
-                        Some(seen) => std::sync::Arc::new(continued(&self.snapshot, seen)),
+                        Some(seen) => std::sync::Arc::new(continued(&self.snapshot, *seen)),
                         None => self.snapshot.clone(),
                     };
                     let w = work[i].clone();
@@ -516,18 +516,15 @@ impl Pipeline {
             slot.done = true;
             slot.overlay = None;
             if self.text_only {
-                // The text summary reads the Ready verdict, the profile's
-                // name and the instance count: of a binding that is done,
-                // keep those, not its instances' statuses.
-                let status = &mut o.status;
-                status.instances = Vec::new();
-                status.role = None;
-                status.nodes = None;
-                status.conditions.retain(|c| c.type_ == "Ready");
-                if let Some(p) = status.instance_profile.as_mut() {
-                    p.arn = None;
-                    p.id = None;
-                }
+                // Its summary line is known now: keep that, not its outcome
+                // (a run over 10,000 bindings would hold them all to the end).
+                let ok = if w.prune { o.deleted } else { o.ready() };
+                slot.made.append(&mut o.actions);
+                slot.last = Some(Last::Done {
+                    ok,
+                    state: done_state(w.prune, ok, &o).into(),
+                });
+                return;
             }
         } else {
             // Transitions are looked at again within a second; failures back off.
@@ -564,7 +561,7 @@ impl Pipeline {
                     ..InstanceProfileBindingStatus::default()
                 });
         }
-        slot.outcome = Some(o);
+        slot.last = Some(Last::Outcome(Box::new(o)));
     }
 }
 
@@ -595,7 +592,7 @@ fn continued(shared: &Snapshot, seen: crate::reconcile::Observed) -> Snapshot {
 /// Where each binding of a run stands when it ends (indexes of `work`).
 struct Progress {
     /// The last outcome of each binding; `None` before its first pass ended.
-    outcomes: Vec<Option<Outcome>>,
+    outcomes: Vec<Option<Last>>,
     /// The changes of every round.
     made: Vec<Vec<ActionRecord>>,
     done: Vec<bool>,
@@ -618,77 +615,75 @@ fn summary(
         done,
         running,
     } = progress;
-    // One outcome per binding, in the order of `work` (a binding stopped
-    // before its first pass ended gets one saying so).
-    let seen: Vec<bool> = outcomes.iter().map(Option::is_some).collect();
-    let outcomes: Vec<Outcome> = outcomes
-        .into_iter()
-        .zip(made)
-        .zip(work)
-        .map(|((o, made), w)| {
-            let o = match o {
-                Some(o) => o,
-                None => unfinished(engine, w, stop.unwrap_or(Stop::Deadline)),
-            };
-            Outcome { actions: made, ..o }
-        })
-        .collect();
+    // One line (and its changes) per binding, in the order of `work`; JSON
+    // reports each binding's status, so there every binding kept its
+    // outcome (a binding stopped before its first pass ended gets one
+    // saying so).
     let mut failed = 0;
     let mut text = String::new();
-    for (i, (w, o)) in work.iter().zip(&outcomes).enumerate() {
+    let mut out = ReportWriter::new(opts.output);
+    for (i, ((w, last), made)) in work.iter().zip(outcomes).zip(made).enumerate() {
+        for a in &made {
+            text.push_str(&format!("{}: {}\n", w.input.key, a.message));
+        }
+        let seen = last.is_some();
+        let o = match last {
+            Some(Last::Done { ok, state }) => {
+                if !ok {
+                    failed += 1;
+                }
+                text.push_str(&format!(
+                    "{}{}: {state}\n",
+                    if w.prune { "prune " } else { "" },
+                    w.input.key
+                ));
+                continue;
+            }
+            Some(Last::Outcome(o)) => *o,
+            None => unfinished(engine, w, stop.unwrap_or(Stop::Deadline)),
+        };
         let ok = if w.prune { o.deleted } else { o.ready() };
         if !ok {
             failed += 1;
         }
         let timed_out = !done[i];
-        for a in &o.actions {
-            text.push_str(&format!("{}: {}\n", w.input.key, a.message));
-        }
         // A pass cut short: what it was doing is unknown, and so is what it changed.
         let cut = running.contains(&i);
-        let last = if cut && seen[i] {
+        let last = if cut && seen {
             format!(" (before it: {}: {})", o.reason, o.message)
         } else {
             String::new()
         };
-        let state = match (ok, w.prune, timed_out) {
-            (false, _, true) if matches!(stop, Some(Stop::Signal(_))) => {
+        let state = match (ok, timed_out) {
+            (false, true) if matches!(stop, Some(Stop::Signal(_))) => {
                 let s = match stop {
                     Some(Stop::Signal(s)) => s.name(),
                     _ => "a signal",
                 };
                 if cut {
                     format!("interrupted by {s} during an AWS call{last}")
-                } else if seen[i] {
+                } else if seen {
                     format!("interrupted by {s}: {}: {}", o.reason, o.message)
                 } else {
                     format!("interrupted by {s} before its first pass")
                 }
             }
-            (false, _, true) if cut => format!(
+            (false, true) if cut => format!(
                 "not ready after {:?}: timed out: an AWS call had not answered{last}",
                 opts.timeout
             ),
-            (true, true, _) => "pruned".to_string(),
-            (true, false, _) => format!(
-                "Ready (profile {}, instances {})",
-                o.status
-                    .instance_profile
-                    .as_ref()
-                    .map_or("?", |p| p.name.as_str()),
-                o.status.instance_summary.as_deref().unwrap_or("0/0")
-            ),
-            (false, _, true) => format!(
+            (false, true) => format!(
                 "not ready after {:?}: {}: {}",
                 opts.timeout, o.reason, o.message
             ),
-            (false, _, false) => format!("failed: {}: {}", o.reason, o.message),
+            _ => done_state(w.prune, ok, &o),
         };
         text.push_str(&format!(
             "{}{}: {state}\n",
             if w.prune { "prune " } else { "" },
             w.input.key
         ));
+        out.binding(w, &Outcome { actions: made, ..o }, false);
     }
     text.push_str(&format!(
         "Apply: {} of {} binding{} done{}.\n",
@@ -722,7 +717,8 @@ fn summary(
     if let (Output::Text, Some(line)) = (opts.output, &stopped) {
         text.push_str(line);
     }
-    print_report(opts.output, &text, work, &outcomes, false);
+    out.text(&text);
+    out.finish();
     if let (Output::Json, Some(line)) = (opts.output, &stopped) {
         eprint!("{line}");
     }
@@ -732,6 +728,32 @@ fn summary(
         _ => i32::from(failed > 0),
     })
 }
+/// What `apply` keeps of a binding's last pass, for its summary.
+enum Last {
+    Outcome(Box<Outcome>),
+    /// Done, with text output: whether it ended well, and its line.
+    Done {
+        ok: bool,
+        state: Box<str>,
+    },
+}
+
+/// The summary's word on a binding that is done (or failed without a stop).
+fn done_state(prune: bool, ok: bool, o: &Outcome) -> String {
+    match (ok, prune) {
+        (true, true) => "pruned".to_string(),
+        (true, false) => format!(
+            "Ready (profile {}, instances {})",
+            o.status
+                .instance_profile
+                .as_ref()
+                .map_or("?", |p| p.name.as_str()),
+            o.status.instance_summary.as_deref().unwrap_or("0/0")
+        ),
+        (false, _) => format!("failed: {}: {}", o.reason, o.message),
+    }
+}
+
 /// The outcome reported for a binding `apply` stopped before any pass of it
 /// ended: nothing is known of its AWS state.
 fn unfinished(engine: &Engine, w: &Work, stop: Stop) -> Outcome {

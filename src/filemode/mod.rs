@@ -136,21 +136,6 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn print_report(
-    output: Output,
-    text: &str,
-    work: &[Work],
-    outcomes: &[Outcome],
-    with_changes: bool,
-) {
-    let mut out = ReportWriter::new(output);
-    out.text(text);
-    for (w, o) in work.iter().zip(outcomes) {
-        out.binding(w, o, with_changes);
-    }
-    out.finish();
-}
-
 /// Writes a report as it is made, one binding at a time, so a run over many
 /// bindings holds none of their outcomes: text as it comes; JSON as the
 /// elements of one pretty-printed array (what `serde_json` prints for the

@@ -234,7 +234,7 @@ pub struct Outcome {
     /// fresh profile to propagate (in the controller's own account): nothing
     /// changed since but its own writes, so `apply` continues from it
     /// without reading a new snapshot. `None` otherwise.
-    pub observed: Option<super::observe::Observed>,
+    pub observed: Option<Box<super::observe::Observed>>,
 }
 
 impl Outcome {

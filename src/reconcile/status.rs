@@ -477,7 +477,7 @@ pub(crate) fn outcome(report: Report<'_>) -> Outcome {
         needs_user: v.needs_user,
         deleted,
         notices,
-        observed: waits_for_propagation.then_some(kept),
+        observed: waits_for_propagation.then(|| Box::new(kept)),
     }
 }
 
