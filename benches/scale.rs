@@ -11,6 +11,9 @@
 //!
 //! Needs moto (`$MOTO_SERVER` or `.venv/bin/moto_server`; `bash
 //! scripts/python-env.sh` installs it). RSS is read from `/proc` (Linux).
+//! `$IPB_BENCH_BINARY` drives another build of the controller (a baseline).
+//! The hold section runs `run` against a real API server too when
+//! `$KUBEBUILDER_ASSETS` has one.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -34,6 +37,9 @@ const PATH: &str = "/ipb/bench/";
 /// AWS's own page maxima (ListInstanceProfiles `MaxItems`, EC2 `MaxResults`):
 /// the proxy pages like AWS instead of like moto (which pages associations at 100).
 const AWS_PAGES: &str = r#"{"page_size": 1000}"#;
+/// The same for the hold section, whose account holds more instance profiles
+/// than moto's quota of 1,000 (AWS raises it on request).
+const HOLD_FAULTS: &str = r#"{"page_size": 1000, "instance_profile_quota": 20000}"#;
 /// Rate limits high enough that only AWS (here: moto) sets the pace; used where
 /// the point is the end state, not the time to reach it.
 const UNLIMITED: [&str; 8] = [
@@ -201,8 +207,11 @@ fn measure(mut cmd: Command) -> Measured {
     }
 }
 
+/// The controller binary: `$IPB_BENCH_BINARY` (another build, to compare
+/// with), else the one cargo built with this benchmark.
 fn binary(endpoint: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(common::bin());
+    let bin = std::env::var_os("IPB_BENCH_BINARY").unwrap_or_else(|| common::bin().into());
+    let mut c = Command::new(bin);
     c.args(args)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -715,7 +724,7 @@ async fn hold(opts: &Options, report: &mut Report) {
     // The proxy pages like AWS (1000 profiles a page); moto would answer all
     // of them in one response, which no AWS account does.
     aws.reset_calls();
-    aws.fault_config(AWS_PAGES);
+    aws.fault_config(HOLD_FAULTS);
     let mut args = vec!["apply", "-f", &file, "--timeout", "120m"];
     args.extend_from_slice(&UNLIMITED);
     let apply = measure(binary(&aws.endpoint(), &args));
@@ -726,7 +735,7 @@ async fn hold(opts: &Options, report: &mut Report) {
 
     eprintln!("== hold {n}: plan");
     aws.reset_calls();
-    aws.fault_config(AWS_PAGES);
+    aws.fault_config(HOLD_FAULTS);
     // Rate limits raised: with no association showing a profile in use, plan
     // proves each one ours by its tags (10,000 GetInstanceProfile: 1,000 s
     // at the default 10/s, which would say nothing about plan itself).
@@ -858,7 +867,7 @@ async fn hold_pass(
 ) -> HoldPass {
     let before = resource_versions(api).await;
     aws.reset_calls();
-    aws.fault_config(AWS_PAGES);
+    aws.fault_config(HOLD_FAULTS);
     let mut run = Running::start(
         &aws.endpoint(),
         kubeconfig,
