@@ -1514,21 +1514,33 @@ class Cluster:
         reads that page at the first page's version; a watch from it replays
         every change since, so a client ends up in the same state).
         -> (items, rv, continue token or "", remainingItemCount or None)."""
-        items, rv = self.list(rt, ns, lsel, fsel)
+        rv, after = str(self.rv), None
         if token:
             try:
                 state = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-                rv, after = str(state["rv"]), [state["ns"], state["name"]]
+                rv, after = str(state["rv"]), (state["ns"], state["name"])
             except (ValueError, KeyError, TypeError, UnicodeEncodeError):
                 raise bad_request("continue key is not valid: invalid continue token")
-            items = [x for x in items
-                     if [x["metadata"].get("namespace") or "", x["metadata"]["name"]] > after]
-        if not limit or len(items) <= limit:
+        if limit and not lsel and not fsel:
+            # Without selectors only the page's own objects are converted (a
+            # copy each): listing N objects in pages stays linear in N instead
+            # of N x pages (10,000 bindings in pages of 500: 200,000 copies).
+            objs = self.objs.get(rt.skey, {})
+            keys = [k for k in sorted(objs)
+                    if (ns is None or k[0] == ns) and (after is None or k > after)]
+            items = [rt.to_ext(objs[k]) for k in keys[:limit]]
+            remaining = len(keys) - len(items)
+        else:
+            items = [x for x in self.list(rt, ns, lsel, fsel)[0]
+                     if after is None
+                     or (x["metadata"].get("namespace") or "", x["metadata"]["name"]) > after]
+            remaining = len(items) - limit if limit else 0
+        if remaining <= 0:
             return items, rv, "", None
         page, last = items[:limit], items[limit - 1]["metadata"]
         token = base64.urlsafe_b64encode(json.dumps(
             {"rv": rv, "ns": last.get("namespace") or "", "name": last["name"]}).encode()).decode("ascii")
-        return page, rv, token, len(items) - limit
+        return page, rv, token, remaining
 
     def create(self, rt, ns, body, ctx):
         if not isinstance(body, dict):
