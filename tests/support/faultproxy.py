@@ -436,8 +436,31 @@ class XmlScanError(ValueError):
     pass
 
 
+# The scans of the last few large documents: each page of a proxy-paged
+# listing is cut from the same cached document (10,000 instance profiles:
+# 10 pages, each of which scanned all 10,000 again).
+_SCANS = {}
+_SCANS_LOCK = threading.Lock()
+_SCAN_MEMO_MIN = 64 * 1024
+
+
 def scan_xml(text):
-    """Return a virtual document node whose children are the top elements."""
+    """Return a virtual document node whose children are the top elements
+    (shared by the callers that scan the same large text: read-only)."""
+    if len(text) < _SCAN_MEMO_MIN:
+        return _scan_xml(text)
+    with _SCANS_LOCK:
+        doc = _SCANS.get(text)
+    if doc is None:
+        doc = _scan_xml(text)
+        with _SCANS_LOCK:
+            if len(_SCANS) >= 4:
+                _SCANS.clear()
+            _SCANS[text] = doc
+    return doc
+
+
+def _scan_xml(text):
     doc = El(None, 0, 0)
     stack = [doc]
     for m in _TOKEN_RE.finditer(text):
