@@ -7,6 +7,8 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# jemalloc's built-in settings (.cargo/config.toml, README "Performance").
+COPY .cargo ./.cargo
 COPY src ./src
 # Cargo refuses a manifest whose declared targets are missing, even the ones a
 # `--bin` build does not compile (tests/dockerfile.rs checks every path): the

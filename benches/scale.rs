@@ -11,6 +11,9 @@
 //!
 //! Needs moto (`$MOTO_SERVER` or `.venv/bin/moto_server`; `bash
 //! scripts/python-env.sh` installs it). RSS is read from `/proc` (Linux).
+//! `$IPB_BENCH_BINARY` drives another build of the controller (a baseline).
+//! The hold section runs `run` against a real API server too when
+//! `$KUBEBUILDER_ASSETS` has one.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -34,6 +37,9 @@ const PATH: &str = "/ipb/bench/";
 /// AWS's own page maxima (ListInstanceProfiles `MaxItems`, EC2 `MaxResults`):
 /// the proxy pages like AWS instead of like moto (which pages associations at 100).
 const AWS_PAGES: &str = r#"{"page_size": 1000}"#;
+/// The same for the hold section, whose account holds more instance profiles
+/// than moto's quota of 1,000 (AWS raises it on request).
+const HOLD_FAULTS: &str = r#"{"page_size": 1000, "instance_profile_quota": 20000}"#;
 /// Rate limits high enough that only AWS (here: moto) sets the pace; used where
 /// the point is the end state, not the time to reach it.
 const UNLIMITED: [&str; 8] = [
@@ -201,8 +207,11 @@ fn measure(mut cmd: Command) -> Measured {
     }
 }
 
+/// The controller binary: `$IPB_BENCH_BINARY` (another build, to compare
+/// with), else the one cargo built with this benchmark.
 fn binary(endpoint: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(common::bin());
+    let bin = std::env::var_os("IPB_BENCH_BINARY").unwrap_or_else(|| common::bin().into());
+    let mut c = Command::new(bin);
     c.args(args)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -445,12 +454,30 @@ struct HoldResult {
     apply_calls: Calls,
     plan: Measured,
     plan_calls: Calls,
+    /// One per API server: the emulator, and the real one when it is there.
+    runs: Vec<HoldRun>,
+}
+
+struct HoldRun {
+    server: &'static str,
     create: Duration,
     status: Duration,
-    run_converge: Option<Duration>,
-    run_calls: Calls,
-    run_rss: Vec<u64>,
-    run_peak_kib: u64,
+    /// Taking over bindings whose status is not yet Ready (writes each status).
+    takeover: HoldPass,
+    /// Restarting over the statuses the takeover wrote (writes nothing).
+    restart: HoldPass,
+}
+
+struct HoldPass {
+    converge: Option<Duration>,
+    /// Reconciles until all were Reconciled.
+    reconciles: usize,
+    /// Bindings whose resourceVersion changed (status or finalizer writes).
+    writes: usize,
+    calls: Calls,
+    /// RSS median of 20 samples over the 10 s after.
+    rss_kib: u64,
+    peak_kib: u64,
 }
 
 #[derive(Default)]
@@ -697,7 +724,7 @@ async fn hold(opts: &Options, report: &mut Report) {
     // The proxy pages like AWS (1000 profiles a page); moto would answer all
     // of them in one response, which no AWS account does.
     aws.reset_calls();
-    aws.fault_config(AWS_PAGES);
+    aws.fault_config(HOLD_FAULTS);
     let mut args = vec!["apply", "-f", &file, "--timeout", "120m"];
     args.extend_from_slice(&UNLIMITED);
     let apply = measure(binary(&aws.endpoint(), &args));
@@ -708,8 +735,13 @@ async fn hold(opts: &Options, report: &mut Report) {
 
     eprintln!("== hold {n}: plan");
     aws.reset_calls();
-    aws.fault_config(AWS_PAGES);
-    let plan = measure(binary(&aws.endpoint(), &["plan", "-f", &file]));
+    aws.fault_config(HOLD_FAULTS);
+    // Rate limits raised: with no association showing a profile in use, plan
+    // proves each one ours by its tags (10,000 GetInstanceProfile: 1,000 s
+    // at the default 10/s, which would say nothing about plan itself).
+    let mut args = vec!["plan", "-f", &file];
+    args.extend_from_slice(&UNLIMITED);
+    let plan = measure(binary(&aws.endpoint(), &args));
     let plan_calls = Calls::read(&aws);
     if plan.code != 0 {
         eprintln!(
@@ -720,13 +752,67 @@ async fn hold(opts: &Options, report: &mut Report) {
         );
     }
 
-    eprintln!("== hold {n}: API emulator");
-    let kube = common::KubeEmulator::start();
-    let client = kube.client().await;
-    create_namespace(&client).await;
+    let emulator = common::KubeEmulator::start();
+    let mut runs = vec![
+        hold_run(
+            "API emulator",
+            &emulator.kubeconfig,
+            &emulator.client().await,
+            opts,
+            &aws,
+            dir.path(),
+        )
+        .await,
+    ];
+    drop(emulator);
+    // The same against a real API server (etcd + kube-apiserver of
+    // $KUBEBUILDER_ASSETS), when it is there.
+    match common::kube::prerequisites() {
+        Ok(assets) => {
+            let cluster = common::kube::RealCluster::start(&assets);
+            cluster.install_crds();
+            runs.push(
+                hold_run(
+                    "kube-apiserver",
+                    &cluster.kubeconfig,
+                    &cluster.client().await,
+                    opts,
+                    &aws,
+                    dir.path(),
+                )
+                .await,
+            );
+        }
+        Err(why) => eprintln!("== hold {n}: real API server skipped: {why}"),
+    }
+    report.hold = Some(HoldResult {
+        n,
+        apply,
+        apply_calls,
+        plan,
+        plan_calls,
+        runs,
+    });
+}
+
+/// `run` over the held bindings in one API server: first taking over
+/// bindings whose status only records their generation (each gets its
+/// status written), then restarting over the statuses that first run wrote.
+async fn hold_run(
+    server: &'static str,
+    kubeconfig: &Path,
+    client: &kube::Client,
+    opts: &Options,
+    aws: &common::Aws,
+    log_dir: &Path,
+) -> HoldRun {
+    let n = opts.hold;
+    let roles = opts.roles.min(n);
+    eprintln!("== hold {n}: {server}");
+    create_namespace(client).await;
     let start = Instant::now();
     create_bindings(
-        &client,
+        client,
         n,
         roles,
         true,
@@ -734,7 +820,7 @@ async fn hold(opts: &Options, report: &mut Report) {
     )
     .await;
     let create = start.elapsed();
-    // A controller restart: every binding already carries the status of its generation.
+    // Every binding already carries the status of its generation, not yet Ready.
     let start = Instant::now();
     let api: Api<InstanceProfileBinding> = Api::namespaced(client.clone(), NS);
     let api = &api;
@@ -751,38 +837,84 @@ async fn hold(opts: &Options, report: &mut Report) {
     let status = start.elapsed();
 
     eprintln!(
-        "== hold {n}: run (resync {} s) until all Reconciled",
+        "== hold {n}: {server}: run (resync {} s) taking over, until all Reconciled",
         opts.hold_resync
     );
-    aws.reset_calls();
-    aws.fault_config(AWS_PAGES);
-    let mut run = Running::start(
-        &aws.endpoint(),
-        &kube.kubeconfig,
-        opts.hold_resync,
-        dir.path(),
-        &[],
-    );
-    let run_converge = run.converge(n, Duration::from_secs(60 * 60)).await;
-    let mut run_rss = Vec::new();
-    for _ in 0..20 {
-        run_rss.push(run.rss_kib());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let run_calls = Calls::read(&aws);
-    report.hold = Some(HoldResult {
-        n,
-        apply,
-        apply_calls,
-        plan,
-        plan_calls,
+    // Rate limits raised for the takeover: it proves each profile ours by its
+    // tags before the first Ready (one GetInstanceProfile per binding).
+    let takeover = hold_pass(kubeconfig, api, opts, aws, log_dir, &UNLIMITED).await;
+    eprintln!("== hold {n}: {server}: run restarting over them, until all Reconciled");
+    // The restart reads no profile: default rate limits.
+    let restart = hold_pass(kubeconfig, api, opts, aws, log_dir, &[]).await;
+    HoldRun {
+        server,
         create,
         status,
-        run_converge,
-        run_calls,
-        run_rss,
-        run_peak_kib: run.peak_kib(),
-    });
+        takeover,
+        restart,
+    }
+}
+
+/// One `run` process over the held bindings, until all are Reconciled, then
+/// 10 s of RSS samples; stopped before it returns.
+async fn hold_pass(
+    kubeconfig: &Path,
+    api: &Api<InstanceProfileBinding>,
+    opts: &Options,
+    aws: &common::Aws,
+    log_dir: &Path,
+    extra: &[&str],
+) -> HoldPass {
+    let before = resource_versions(api).await;
+    aws.reset_calls();
+    aws.fault_config(HOLD_FAULTS);
+    let mut run = Running::start(
+        &aws.endpoint(),
+        kubeconfig,
+        opts.hold_resync,
+        log_dir,
+        extra,
+    );
+    let converge = run.converge(opts.hold, Duration::from_secs(60 * 60)).await;
+    let reconciles = run.reconciles();
+    let calls = Calls::read(aws);
+    let after = resource_versions(api).await;
+    let writes = after
+        .iter()
+        .filter(|(name, rv)| before.get(*name) != Some(*rv))
+        .count();
+    let mut rss = Vec::new();
+    for _ in 0..20 {
+        rss.push(run.rss_kib());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    rss.sort_unstable();
+    HoldPass {
+        converge,
+        reconciles,
+        writes,
+        calls,
+        rss_kib: rss.get(rss.len() / 2).copied().unwrap_or(0),
+        peak_kib: run.peak_kib(),
+    }
+}
+
+/// Each binding's resourceVersion: one that changed was written.
+async fn resource_versions(api: &Api<InstanceProfileBinding>) -> BTreeMap<String, String> {
+    let mut versions = BTreeMap::new();
+    let mut params = kube::api::ListParams::default().limit(1000);
+    loop {
+        let page = api.list_metadata(&params).await.expect("list bindings");
+        for b in &page.items {
+            if let (Some(name), Some(rv)) = (&b.metadata.name, &b.metadata.resource_version) {
+                versions.insert(name.clone(), rv.clone());
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return versions,
+        }
+    }
 }
 
 fn tail(s: &str) -> String {
@@ -918,9 +1050,6 @@ impl Report {
             }
         }
         if let Some(h) = &self.hold {
-            let mut rss = h.run_rss.clone();
-            rss.sort_unstable();
-            let median = rss.get(rss.len() / 2).copied().unwrap_or(0);
             let _ = writeln!(
                 s,
                 "\nHolding {} bindings (no instances selected; their profiles exist; the proxy pages \
@@ -943,28 +1072,42 @@ impl Report {
             );
             let _ = writeln!(
                 s,
-                "| `plan` over them (converged) | {} | {} | {} | exit {} |",
+                "| `plan` over them (converged; rate limits raised) | {} | {} | {} | exit {} |",
                 secs(h.plan.wall),
                 mib(h.plan.peak_rss_kib),
                 h.plan_calls.short(|_| true),
                 h.plan.code
             );
-            let _ = writeln!(
-                s,
-                "| API emulator: create {} bindings, then their status (16 in flight) | {} + {} | | | |",
-                h.n,
-                secs(h.create),
-                secs(h.status)
-            );
-            let _ = writeln!(
-                s,
-                "| `run` restarting over them (resync {} s) until all Reconciled; RSS median of 20 samples over 10 s after | {} | {} (RSS {}) | {} | |",
-                opts.hold_resync,
-                h.run_converge.map_or("did not".into(), secs),
-                mib(h.run_peak_kib),
-                mib(median),
-                h.run_calls.short(|_| true),
-            );
+            for r in &h.runs {
+                let _ = writeln!(
+                    s,
+                    "| {}: create {} bindings, then their status (16 in flight) | {} + {} | | | |",
+                    r.server,
+                    h.n,
+                    secs(r.create),
+                    secs(r.status)
+                );
+                for (what, p) in [
+                    (
+                        "taking over them (no Ready status yet; rate limits raised)",
+                        &r.takeover,
+                    ),
+                    ("restarting over them (Ready statuses)", &r.restart),
+                ] {
+                    let _ = writeln!(
+                        s,
+                        "| {}: `run` {what} (resync {} s) until all Reconciled; RSS median of 20 samples over 10 s after | {} | {} (RSS {}) | {} | {} reconciles, {} bindings written |",
+                        r.server,
+                        opts.hold_resync,
+                        p.converge.map_or("did not".into(), secs),
+                        mib(p.peak_kib),
+                        mib(p.rss_kib),
+                        p.calls.short(|_| true),
+                        p.reconciles,
+                        p.writes,
+                    );
+                }
+            }
         }
         s
     }

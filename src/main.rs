@@ -14,7 +14,8 @@ use instance_profile_controller::{crd, files, telemetry};
 /// for a long time (the binding cache) while every reconcile and relist
 /// allocates and frees short-lived ones around them. glibc's allocator keeps
 /// the pages that churn fragments; jemalloc's size classes and its background
-/// purge thread hand them back.
+/// purge thread hand them back. Its settings are built in
+/// (`.cargo/config.toml`: one arena, freed pages returned after 1 s).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -129,7 +129,7 @@ pub struct Metrics {
     /// Orphaned profiles the sweep deleted.
     pub orphans_deleted: Counter,
     /// Ready reason per binding, to keep `bindings_by_reason` exact.
-    ready_reasons: Mutex<std::collections::HashMap<String, String>>,
+    ready_reasons: Mutex<std::collections::HashMap<String, &'static str>>,
 }
 
 impl Default for Metrics {
@@ -229,13 +229,13 @@ impl Metrics {
     }
 
     /// Sets the Ready reason of one binding (`None` when it is gone).
-    pub fn set_binding_reason(&self, binding: &str, reason: Option<&str>) {
+    pub fn set_binding_reason(&self, binding: &str, reason: Option<&'static str>) {
         let Ok(mut map) = self.ready_reasons.lock() else {
             return;
         };
         if let Some(old) = map.remove(binding) {
             self.bindings_by_reason
-                .get_or_create(&ReasonLabels { reason: old })
+                .get_or_create(&ReasonLabels { reason: old.into() })
                 .dec();
         }
         if let Some(reason) = reason {
@@ -244,7 +244,7 @@ impl Metrics {
                     reason: reason.into(),
                 })
                 .inc();
-            map.insert(binding.to_string(), reason.to_string());
+            map.insert(binding.to_string(), reason);
         }
     }
 

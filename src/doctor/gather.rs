@@ -399,8 +399,8 @@ fn holder_ids<'a>(
 fn as_seen(snapshot: &Snapshot, id: &str, relation: Relation) -> InstanceFacts {
     InstanceFacts {
         id: id.to_string(),
-        state: snapshot.instances.get(id).map(|i| i.state),
-        association: snapshot.associations.get(id).cloned(),
+        state: snapshot.instance(id).map(|i| i.state),
+        association: snapshot.association(id),
         relation,
     }
 }

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod act;
 pub mod backoff;
 pub mod cache;
+pub mod compact;
 pub mod decide;
 pub mod engine;
 pub mod model;

@@ -8,23 +8,27 @@
 //! Rivals are matched in the controller's own account; bindings whose policy
 //! sends them to another account are not compared with each other.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::aws::Instance;
 use crate::naming::BindingKey;
 
+use super::compact::Interner;
 use super::model::Selector;
 
 /// A tag selector: its binding and all its pairs.
-type TagSelector = (BindingKey, BTreeMap<String, String>);
+/// A tag selector: its binding (an index into `keys`) and every pair.
+type TagSelector = (u32, Box<[(Arc<str>, Arc<str>)]>);
 
-/// Every live binding's selection, indexed for "who else selects this instance".
 #[derive(Clone, Debug, Default)]
 pub struct Rivals {
-    by_id: HashMap<String, Vec<BindingKey>>,
-    /// Tag selectors under one of their pairs (the first): an instance is
-    /// compared only with selectors whose first pair it carries.
-    by_tag: HashMap<(String, String), Vec<TagSelector>>,
+    /// Each binding once; the indexes below point here.
+    keys: Vec<BindingKey>,
+    by_id: HashMap<Box<str>, Vec<u32>>,
+    /// Tag selectors under one of their pairs (the first), by key then value:
+    /// an instance is compared only with selectors whose first pair it carries.
+    by_tag: HashMap<Arc<str>, HashMap<Arc<str>, Vec<TagSelector>>>,
 }
 
 impl Rivals {
@@ -32,15 +36,32 @@ impl Rivals {
     /// by the caller: their selection is on its way out).
     pub fn new<'a>(bindings: impl IntoIterator<Item = (BindingKey, &'a Selector)>) -> Self {
         let mut out = Self::default();
+        let mut strings = Interner::default();
         for (key, selector) in bindings {
+            let Ok(index) = u32::try_from(out.keys.len()) else {
+                break;
+            };
+            let mut selects = false;
             for id in &selector.ids {
-                out.by_id.entry(id.clone()).or_default().push(key.clone());
+                out.by_id.entry(id.as_str().into()).or_default().push(index);
+                selects = true;
             }
-            if let Some((k, v)) = selector.tags.iter().next() {
+            let tags: Box<[(Arc<str>, Arc<str>)]> = selector
+                .tags
+                .iter()
+                .map(|(k, v)| (strings.intern(k), strings.intern(v)))
+                .collect();
+            if let Some((k, v)) = tags.first().cloned() {
                 out.by_tag
-                    .entry((k.clone(), v.clone()))
+                    .entry(k)
                     .or_default()
-                    .push((key.clone(), selector.tags.clone()));
+                    .entry(v)
+                    .or_default()
+                    .push((index, tags));
+                selects = true;
+            }
+            if selects {
+                out.keys.push(key);
             }
         }
         out
@@ -50,20 +71,24 @@ impl Rivals {
     #[must_use]
     pub fn of(&self, me: &BindingKey, instance: &Instance) -> Vec<BindingKey> {
         let mut found: BTreeSet<&BindingKey> = BTreeSet::new();
-        if let Some(keys) = self.by_id.get(&instance.id) {
-            found.extend(keys.iter().filter(|k| *k != me));
+        let key = |i: &u32| self.keys.get(usize::try_from(*i).ok()?);
+        if let Some(indexes) = self.by_id.get(instance.id.as_str()) {
+            found.extend(indexes.iter().filter_map(key).filter(|k| *k != me));
         }
         for (k, v) in &instance.tags {
-            let Some(candidates) = self.by_tag.get(&(k.clone(), v.clone())) else {
+            let Some(candidates) = self.by_tag.get(k.as_str()).and_then(|m| m.get(v.as_str()))
+            else {
                 continue;
             };
             found.extend(
                 candidates
                     .iter()
-                    .filter(|(key, tags)| {
-                        key != me && tags.iter().all(|(k, v)| instance.tags.get(k) == Some(v))
+                    .filter(|(_, tags)| {
+                        tags.iter()
+                            .all(|(k, v)| instance.tags.get(&**k).map(String::as_str) == Some(&**v))
                     })
-                    .map(|(key, _)| key),
+                    .filter_map(|(i, _)| key(i))
+                    .filter(|k| *k != me),
             );
         }
         found.into_iter().cloned().collect()
