@@ -256,8 +256,8 @@ impl<C: Cluster> Consumer<C> {
     /// which bindings each event concerns.
     async fn route(&self, batch: &[&Event]) -> Result<Vec<BTreeSet<BindingKey>>, AwsError> {
         let snapshot = self.cluster.snapshots().current().await;
-        let known_instance = |id: &str| snapshot.as_ref().and_then(|s| s.instances.get(id));
-        let known_association = |id: &str| snapshot.as_ref().and_then(|s| s.associations.get(id));
+        let known_instance = |id: &str| snapshot.as_ref().and_then(|s| s.instance(id));
+        let known_association = |id: &str| snapshot.as_ref().and_then(|s| s.association(id));
         let bindings = Bindings::new(self.cluster.bindings());
         let read_at = Instant::now();
 
@@ -347,10 +347,10 @@ impl<C: Cluster> Consumer<C> {
                 for id in ids {
                     let mut by_id = BTreeSet::new();
                     bindings.concerned_by_instance(
-                        [known_instance(&id), described.get(&id)]
+                        [known_instance(&id).as_ref(), described.get(&id)]
                             .into_iter()
                             .flatten(),
-                        [known_association(&id), associations.get(&id)]
+                        [known_association(&id).as_ref(), associations.get(&id)]
                             .into_iter()
                             .flatten(),
                         &mut by_id,
@@ -377,7 +377,7 @@ impl<C: Cluster> Consumer<C> {
             .snapshots()
             .patch(read_at, |s| {
                 for id in terminated.iter().filter(|id| relevant.contains(*id)) {
-                    if let Some(mut gone) = s.instances.get(id).cloned() {
+                    if let Some(mut gone) = s.instance(id) {
                         gone.state = RunState::Terminated;
                         s.note_instance(gone);
                     }
@@ -414,12 +414,7 @@ fn call_instances(e: &Event, snapshot: Option<&Snapshot>) -> Vec<String> {
     };
     let mut out: BTreeSet<String> = instance_ids.clone();
     if let Some(s) = snapshot {
-        out.extend(
-            s.associations
-                .values()
-                .filter(|a| association_ids.contains(&a.id))
-                .map(|a| a.instance_id.clone()),
-        );
+        out.extend(s.instances_of_associations(association_ids));
     }
     out.into_iter().collect()
 }

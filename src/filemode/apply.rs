@@ -198,7 +198,7 @@ struct Slot {
 /// What the pipeline waits on.
 enum Event {
     Pass(usize, Option<Box<Outcome>>),
-    Snapshot(Result<Snapshot, crate::aws::AwsError>),
+    Snapshot(Box<Result<Snapshot, crate::aws::AwsError>>),
 }
 
 /// Which passes may share the concurrency: continuing a binding that waited
@@ -408,7 +408,7 @@ impl Pipeline {
                     self.refreshing = true;
                     let paths = paths.clone();
                     events.push(Box::pin(async move {
-                        Event::Snapshot(Snapshot::take(&engine.aws, &paths).await)
+                        Event::Snapshot(Box::new(Snapshot::take(&engine.aws, &paths).await))
                     }));
                 }
             }
@@ -464,7 +464,7 @@ impl Pipeline {
                 }
                 Event::Snapshot(taken) => {
                     self.refreshing = false;
-                    match taken {
+                    match *taken {
                         Ok(mut s) => {
                             self.snapshot_failures = 0;
                             self.retry_snapshot_at = None;

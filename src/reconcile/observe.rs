@@ -384,12 +384,12 @@ impl Snapshot {
     pub fn note_instance(&mut self, instance: Instance) {
         if matches!(
             instance.state,
-            crate::aws::RunState::Terminated | crate::aws::RunState::ShuttingDown
+            RunState::Terminated | RunState::ShuttingDown
         ) {
-            self.associations.remove(&instance.id);
-            self.instances.remove(&instance.id);
+            self.remove_association(&instance.id);
+            self.remove_instance(&instance.id);
         } else {
-            self.instances.insert(instance.id.clone(), instance);
+            self.insert_instance(instance);
         }
     }
 
@@ -397,21 +397,32 @@ impl Snapshot {
     /// an instance without one in `associations` has none.
     pub fn note_associations(&mut self, instance_ids: &[String], associations: Vec<Association>) {
         for id in instance_ids {
-            self.associations.remove(id);
+            self.remove_association(id);
         }
-        self.associations.extend(live_associations(associations));
+        for a in live_associations(associations).into_values() {
+            self.insert_association(a);
+        }
     }
 
     /// Notes a profile as just read (`None`: it does not exist).
     pub fn note_profile(&mut self, name: &str, profile: Option<Profile>) {
         match profile {
-            Some(p) => {
-                self.profiles.insert(name.to_string(), p);
-            }
-            None => {
-                self.profiles.remove(name);
-            }
+            Some(p) => self.insert_profile(p),
+            None => self.remove_profile(name),
         }
+    }
+
+    /// The instances whose live association has one of `association_ids`.
+    #[must_use]
+    pub fn instances_of_associations(&self, association_ids: &BTreeSet<String>) -> Vec<String> {
+        if association_ids.is_empty() {
+            return Vec::new();
+        }
+        self.associations
+            .iter()
+            .filter(|(_, a)| association_ids.contains(a.id.as_str()))
+            .map(|(instance, _)| instance.as_str().to_string())
+            .collect()
     }
 }
 
