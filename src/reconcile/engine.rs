@@ -234,6 +234,19 @@ impl Engine {
             Err(e) => report.failure = Some(Failure::Aws(e)),
             Ok(place) => {
                 report.observed = self.observe(place.snapshot(), b);
+                // A listing can miss a profile that exists (IAM's lists are
+                // eventually consistent, and a list paged while profiles are
+                // deleted can skip one): before concluding that nothing is
+                // left to delete, ask for the profile by name.
+                if report.observed.profile.is_none() {
+                    match place.aws().get_profile(&self.profile_name(&b.key)).await {
+                        Ok(found) => report.observed.profile = found,
+                        Err(e) => {
+                            report.failure = Some(Failure::Aws(e));
+                            return report;
+                        }
+                    }
+                }
                 self.converge(place.aws(), &mut report, dry_run, Mode::Cleanup)
                     .await;
             }
