@@ -45,6 +45,28 @@ fn role(i: usize) -> String {
     format!("role-{}", i % ROLES)
 }
 
+/// `n` bindings of team-a, each selecting K new instances by its own tag,
+/// binding `i` to `role_of(i)`: their documents and every instance id.
+async fn seed(aws: &Aws, n: usize, role_of: impl Fn(usize) -> String) -> (String, Vec<String>) {
+    let mut docs = String::new();
+    let mut all = Vec::new();
+    for i in 0..n {
+        let (key, value) = common::select_tag(&name(i));
+        let ids = aws
+            .run_instances(i32::try_from(K).expect("k"), &[(key, value.as_str())])
+            .await;
+        all.extend(ids);
+        docs.push_str(&common::binding(
+            "team-a",
+            &name(i),
+            &role_of(i),
+            &format!("{{tags: {{bench-binding: {}}}}}", name(i)),
+            "",
+        ));
+    }
+    (docs, all)
+}
+
 fn apply(aws: &Aws, file: &std::path::Path) -> common::Run {
     // AWS's page maxima (moto pages associations at 100 and nothing else).
     aws.fault_config(r#"{"page_size": 1000}"#);
@@ -216,22 +238,7 @@ async fn propagation_costs_at_most_one_refused_write_per_binding() {
     const B: usize = 20;
     let aws = Aws::start().await;
     aws.create_role(&role(0), common::TRUST_EC2).await;
-    let mut docs = String::new();
-    let mut all = Vec::new();
-    for i in 0..B {
-        let (key, value) = common::select_tag(&name(i));
-        let ids = aws
-            .run_instances(i32::try_from(K).expect("k"), &[(key, value.as_str())])
-            .await;
-        all.extend(ids);
-        docs.push_str(&common::binding(
-            "team-a",
-            &name(i),
-            &role(0),
-            &format!("{{tags: {{bench-binding: {}}}}}", name(i)),
-            "",
-        ));
-    }
+    let (docs, all) = seed(&aws, B, |_| role(0)).await;
     let (_dir, file) = write_bindings(&docs);
     aws.reset_calls();
     aws.fault_config(r#"{"page_size": 1000, "propagation_seconds": 3}"#);
@@ -268,22 +275,7 @@ async fn a_cold_apply_runs_at_the_rate_limit_floor() {
     for r in 0..ROLES {
         aws.create_role(&role(r), common::TRUST_EC2).await;
     }
-    let mut all = Vec::new();
-    let mut docs = String::new();
-    for i in 0..N {
-        let (key, value) = common::select_tag(&name(i));
-        let ids = aws
-            .run_instances(i32::try_from(K).expect("k"), &[(key, value.as_str())])
-            .await;
-        all.extend(ids);
-        docs.push_str(&common::binding(
-            "team-a",
-            &name(i),
-            &role(i),
-            &format!("{{tags: {{bench-binding: {}}}}}", name(i)),
-            "",
-        ));
-    }
+    let (docs, all) = seed(&aws, N, role).await;
     let (_dir, file) = write_bindings(&docs);
     aws.reset_calls();
     aws.fault_config(r#"{"page_size": 1000, "propagation_seconds": 2}"#);
