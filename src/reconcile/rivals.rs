@@ -8,7 +8,7 @@
 //! Rivals are matched in the controller's own account; bindings whose policy
 //! sends them to another account are not compared with each other.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::aws::Instance;
@@ -17,77 +17,122 @@ use crate::naming::BindingKey;
 use super::compact::Interner;
 use super::model::Selector;
 
-/// A tag selector: its binding and all its pairs.
-/// A tag selector: its binding (an index into `keys`) and every pair.
-type TagSelector = (u32, Box<[(Arc<str>, Arc<str>)]>);
+/// A tag pair, its strings shared with every other selector that has them.
+type Pair = (Arc<str>, Arc<str>);
 
+/// Every binding that selects something, indexed by what it selects: sorted
+/// vectors looked up by binary search, each string once, nothing copied per
+/// lookup. Built from borrowed selectors (the controller's cache, the
+/// files), so building it holds no second copy of them.
 #[derive(Clone, Debug, Default)]
 pub struct Rivals {
-    /// Each binding once; the indexes below point here.
+    /// Each selecting binding once; the indexes below point here.
     keys: Vec<BindingKey>,
-    by_id: HashMap<Box<str>, Vec<u32>>,
-    /// Tag selectors under one of their pairs (the first), by key then value:
-    /// an instance is compared only with selectors whose first pair it carries.
-    by_tag: HashMap<Arc<str>, HashMap<Arc<str>, Vec<TagSelector>>>,
+    /// Each binding's tag pairs (empty when it selects by id only).
+    tags: Vec<Box<[Pair]>>,
+    /// (instance id, binding), sorted.
+    by_id: Vec<(Box<str>, u32)>,
+    /// (first tag pair, binding), sorted: an instance is compared only with
+    /// the selectors whose first pair it carries.
+    by_tag: Vec<(Pair, u32)>,
+}
+
+/// Collects selectors, then sorts them into [`Rivals`].
+#[derive(Default)]
+pub struct RivalsBuilder {
+    rivals: Rivals,
+    strings: Interner,
+}
+
+impl RivalsBuilder {
+    /// Adds a binding's selection: instance ids and tag pairs.
+    pub fn add<'a>(
+        &mut self,
+        key: BindingKey,
+        ids: impl IntoIterator<Item = &'a str>,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        let r = &mut self.rivals;
+        let Ok(index) = u32::try_from(r.keys.len()) else {
+            return;
+        };
+        let before = r.by_id.len();
+        r.by_id.extend(ids.into_iter().map(|id| (id.into(), index)));
+        let tags: Box<[Pair]> = tags
+            .into_iter()
+            .map(|(k, v)| (self.strings.intern(k), self.strings.intern(v)))
+            .collect();
+        if let Some(first) = tags.first() {
+            r.by_tag.push((first.clone(), index));
+        }
+        if tags.is_empty() && r.by_id.len() == before {
+            return;
+        }
+        r.keys.push(key);
+        r.tags.push(tags);
+    }
+
+    #[must_use]
+    pub fn build(self) -> Rivals {
+        let mut r = self.rivals;
+        r.by_id.sort_unstable();
+        r.by_id.shrink_to_fit();
+        r.by_tag.sort_unstable();
+        r.by_tag.shrink_to_fit();
+        r.keys.shrink_to_fit();
+        r.tags.shrink_to_fit();
+        r
+    }
 }
 
 impl Rivals {
     /// Indexes the selections of `bindings` (bindings being deleted left out
     /// by the caller: their selection is on its way out).
     pub fn new<'a>(bindings: impl IntoIterator<Item = (BindingKey, &'a Selector)>) -> Self {
-        let mut out = Self::default();
-        let mut strings = Interner::default();
-        for (key, selector) in bindings {
-            let Ok(index) = u32::try_from(out.keys.len()) else {
-                break;
-            };
-            let mut selects = false;
-            for id in &selector.ids {
-                out.by_id.entry(id.as_str().into()).or_default().push(index);
-                selects = true;
-            }
-            let tags: Box<[(Arc<str>, Arc<str>)]> = selector
-                .tags
-                .iter()
-                .map(|(k, v)| (strings.intern(k), strings.intern(v)))
-                .collect();
-            if let Some((k, v)) = tags.first().cloned() {
-                out.by_tag
-                    .entry(k)
-                    .or_default()
-                    .entry(v)
-                    .or_default()
-                    .push((index, tags));
-                selects = true;
-            }
-            if selects {
-                out.keys.push(key);
-            }
+        let mut out = RivalsBuilder::default();
+        for (key, s) in bindings {
+            out.add(
+                key,
+                s.ids.iter().map(String::as_str),
+                s.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
         }
-        out
+        out.build()
     }
 
     /// The bindings other than `me` that select `instance`, sorted.
     #[must_use]
     pub fn of(&self, me: &BindingKey, instance: &Instance) -> Vec<BindingKey> {
         let mut found: BTreeSet<&BindingKey> = BTreeSet::new();
-        let key = |i: &u32| self.keys.get(usize::try_from(*i).ok()?);
-        if let Some(indexes) = self.by_id.get(instance.id.as_str()) {
-            found.extend(indexes.iter().filter_map(key).filter(|k| *k != me));
-        }
+        let key = |i: u32| self.keys.get(usize::try_from(i).ok()?);
+        let id = instance.id.as_str();
+        let from = self.by_id.partition_point(|(i, _)| &**i < id);
+        found.extend(
+            self.by_id[from..]
+                .iter()
+                .take_while(|(i, _)| &**i == id)
+                .filter_map(|(_, b)| key(*b))
+                .filter(|k| *k != me),
+        );
         for (k, v) in &instance.tags {
-            let Some(candidates) = self.by_tag.get(k.as_str()).and_then(|m| m.get(v.as_str()))
-            else {
-                continue;
-            };
-            found.extend(
-                candidates
-                    .iter()
-                    .filter(|(_, tags)| {
+            let pair = (k.as_str(), v.as_str());
+            let from = self
+                .by_tag
+                .partition_point(|((pk, pv), _)| (&**pk, &**pv) < pair);
+            let all_pairs = |b: u32| {
+                self.tags
+                    .get(usize::try_from(b).unwrap_or(usize::MAX))
+                    .is_some_and(|tags| {
                         tags.iter()
                             .all(|(k, v)| instance.tags.get(&**k).map(String::as_str) == Some(&**v))
                     })
-                    .filter_map(|(i, _)| key(i))
+            };
+            found.extend(
+                self.by_tag[from..]
+                    .iter()
+                    .take_while(|((pk, pv), _)| (&**pk, &**pv) == pair)
+                    .filter(|(_, b)| all_pairs(*b))
+                    .filter_map(|(_, b)| key(*b))
                     .filter(|k| *k != me),
             );
         }
@@ -98,11 +143,18 @@ impl Rivals {
     pub fn of_specs<'a>(
         bindings: impl IntoIterator<Item = (BindingKey, &'a crate::crd::InstanceProfileBindingSpec)>,
     ) -> Self {
-        let selectors: Vec<(BindingKey, Selector)> = bindings
-            .into_iter()
-            .map(|(k, spec)| (k, super::selector_of(spec)))
-            .collect();
-        Self::new(selectors.iter().map(|(k, s)| (k.clone(), s)))
+        let mut out = RivalsBuilder::default();
+        for (key, spec) in bindings {
+            out.add(
+                key,
+                spec.instances.ids.iter().map(String::as_str),
+                spec.instances
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        }
+        out.build()
     }
 
     #[must_use]
