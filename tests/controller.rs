@@ -7,8 +7,8 @@ use crate::common;
 use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
+use instance_profile_controller::controller::CachedBinding;
 use instance_profile_controller::controller::{Context, FIELD_MANAGER, reconcile};
-use instance_profile_controller::crd::InstanceProfileBinding;
 use instance_profile_controller::metrics::Metrics;
 use instance_profile_controller::reconcile::{Engine, EngineConfig};
 use kube::client::Body;
@@ -125,7 +125,7 @@ async fn context(endpoint: &str, client: Client) -> Arc<Context> {
             quota_max_age: std::time::Duration::from_secs(300),
         },
     );
-    let (store, _writer) = kube::runtime::reflector::store::<InstanceProfileBinding>();
+    let (store, _writer) = kube::runtime::reflector::store::<CachedBinding>();
     Arc::new(Context::new(
         engine,
         client,
@@ -149,7 +149,7 @@ async fn finalizer_is_added_before_any_aws_call() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = tokio::spawn(serve(handle, obj.clone(), seen.clone()));
     let ctx = context("http://127.0.0.1:9", client).await;
-    let binding: InstanceProfileBinding = serde_json::from_value(obj).expect("binding");
+    let binding: CachedBinding = serde_json::from_value(obj).expect("binding");
     let result = reconcile(Arc::new(binding), ctx.clone()).await;
     assert!(result.is_ok(), "{result:?}");
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
@@ -188,7 +188,7 @@ async fn apply_reports_events_then_status_by_server_side_apply() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = tokio::spawn(serve(handle, obj.clone(), seen.clone()));
     let ctx = context(&aws.endpoint(), client).await;
-    let binding: InstanceProfileBinding = serde_json::from_value(obj).expect("binding");
+    let binding: CachedBinding = serde_json::from_value(obj).expect("binding");
     let result = reconcile(Arc::new(binding.clone()), ctx).await;
     assert!(result.is_ok(), "{result:?}");
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
@@ -280,7 +280,7 @@ async fn finalizer_is_removed_only_after_aws_cleanup() {
     let (client, mut handle) = mock();
     let obj = binding_json(&["iam.instanceprofile.dev/cleanup"], true, &inst);
     let ctx = context(&aws.endpoint(), client).await;
-    let binding: InstanceProfileBinding = serde_json::from_value(obj.clone()).expect("binding");
+    let binding: CachedBinding = serde_json::from_value(obj.clone()).expect("binding");
     // The API side: answer everything; when the finalizer patch arrives, AWS must be clean.
     let (iam, ec2) = (aws.iam.clone(), aws.ec2.clone());
     let profile = name.clone();

@@ -14,15 +14,16 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::time::Instant;
 
 use crate::aws::AwsError;
-use crate::crd::{InstanceProfileBinding, InstanceProfileBindingSpec, READY};
+use crate::crd::InstanceProfileBindingSpec;
 use crate::metrics::Metrics;
 use crate::naming::BindingKey;
 use crate::reconcile::cache::{Lookup, SnapshotCache};
 use crate::reconcile::nodes::{self, NodeInfo, NodeSelection};
 use crate::reconcile::policy::PolicySet;
-use crate::reconcile::rivals::Rivals;
+use crate::reconcile::rivals::RivalsBuilder;
 use crate::reconcile::{Backoffs, Engine, Next, Outcome, Reason, Snapshot};
 
+use super::cached::CachedBinding;
 use super::watches::PolicyStores;
 
 /// The one field manager of the status, and the reporter of the events.
@@ -34,7 +35,7 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub store: Store<InstanceProfileBinding>,
+    pub store: Store<CachedBinding>,
     /// This account's snapshot, shared by every binding.
     snapshots: SnapshotCache,
     /// Policies and namespaces, when the policy gate is on.
@@ -52,7 +53,7 @@ impl Context {
         engine: Engine,
         client: Client,
         metrics: Arc<Metrics>,
-        store: Store<InstanceProfileBinding>,
+        store: Store<CachedBinding>,
         snapshot_max_age: Duration,
         reporter_instance: Option<String>,
     ) -> Self {
@@ -138,16 +139,30 @@ impl Context {
             Lookup::Fresh(s) => return Ok(s),
             Lookup::Stale(refresh) => refresh,
         };
-        let bindings = self.store.state();
-        let paths = self.engine.snapshot_paths(bindings.iter().map(|b| &b.spec));
-        // Bindings being deleted are nobody's rival: their selection is going.
-        let rivals = Arc::new(Rivals::of_specs(
-            bindings
-                .iter()
-                .filter(|b| b.metadata.deletion_timestamp.is_none())
-                .filter_map(|b| Some((key_of(b)?, &b.spec))),
-        ));
-        drop(bindings);
+        // One binding's spec decoded at a time: the cache holds them compact.
+        let mut paths = BTreeSet::new();
+        let mut rivals = RivalsBuilder::default();
+        for b in self.store.state() {
+            let Some(spec) = b.spec() else {
+                continue;
+            };
+            paths.extend(self.engine.snapshot_paths([&spec]));
+            // Bindings being deleted are nobody's rival: their selection is going.
+            if b.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if let Some(key) = key_of(&b) {
+                rivals.add(
+                    key,
+                    spec.instances.ids.iter().map(String::as_str),
+                    spec.instances
+                        .tags
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+            }
+        }
+        let rivals = Arc::new(rivals.build());
         refresh.take(&self.engine.aws, paths, rivals).await
     }
 
@@ -204,7 +219,7 @@ impl Context {
 
     pub(super) async fn publish(
         &self,
-        b: &InstanceProfileBinding,
+        b: &CachedBinding,
         type_: EventType,
         reason: &str,
         note: String,
@@ -222,7 +237,7 @@ impl Context {
     }
 
     /// Normal events for actions taken, a Warning when the Ready reason turns bad.
-    pub(super) async fn report_events(&self, b: &InstanceProfileBinding, outcome: &Outcome) {
+    pub(super) async fn report_events(&self, b: &CachedBinding, outcome: &Outcome) {
         for a in &outcome.actions {
             self.publish(b, EventType::Normal, a.reason.as_str(), a.message.clone())
                 .await;
@@ -235,14 +250,10 @@ impl Context {
             self.metrics
                 .set_profile_usage(&account, usage.used, usage.quota);
         }
-        let previous = b
+        let changed = b
             .status
             .as_ref()
-            .and_then(|s| s.condition(READY))
-            .map(|c| (c.reason.clone(), c.message.clone()));
-        let changed = previous
-            .as_ref()
-            .is_none_or(|(r, m)| outcome.reason != r.as_str() || m != &outcome.message);
+            .is_none_or(|r| !r.ready_says(outcome.reason.as_str(), &outcome.message));
         if !outcome.ready() && changed && outcome.reason != Reason::Reconciling {
             let type_ = if outcome.reason == Reason::PropagationPending {
                 EventType::Normal
@@ -270,7 +281,7 @@ impl Arrivals {
     /// again when the last is over 100 ms old), else `now`.
     fn first_seen(
         &mut self,
-        store: &Store<InstanceProfileBinding>,
+        store: &Store<CachedBinding>,
         key: &BindingKey,
         generation: Option<i64>,
         now: Instant,
@@ -292,7 +303,7 @@ impl Arrivals {
 
     /// Notes every binding in `store`: a generation seen before keeps its
     /// time, a new one is seen `now`; bindings gone are forgotten.
-    fn scan(&mut self, store: &Store<InstanceProfileBinding>, now: Instant) {
+    fn scan(&mut self, store: &Store<CachedBinding>, now: Instant) {
         let mut seen = HashMap::with_capacity(self.seen.len());
         for b in store.state() {
             let Some(k) = key_of(&b) else {
@@ -311,7 +322,7 @@ impl Arrivals {
 }
 
 /// A binding's key; `None` without a namespace or a name.
-pub(super) fn key_of(b: &InstanceProfileBinding) -> Option<BindingKey> {
+pub(super) fn key_of(b: &CachedBinding) -> Option<BindingKey> {
     Some(BindingKey {
         namespace: b.metadata.namespace.clone()?,
         name: b.metadata.name.clone()?,
@@ -324,7 +335,7 @@ mod tests {
 
     use super::*;
 
-    fn binding(name: &str, generation: i64) -> InstanceProfileBinding {
+    fn binding(name: &str, generation: i64) -> CachedBinding {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "iam.instanceprofile.dev/v1alpha1",
             "kind": "InstanceProfileBinding",
@@ -343,7 +354,7 @@ mod tests {
 
     #[test]
     fn a_generation_arrives_once() {
-        let (store, mut writer) = reflector::store::<InstanceProfileBinding>();
+        let (store, mut writer) = reflector::store::<CachedBinding>();
         writer.apply_watcher_event(&watcher::Event::Apply(binding("web", 1)));
         let mut arrivals = Arrivals::default();
         let t0 = Instant::now();

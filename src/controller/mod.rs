@@ -6,6 +6,7 @@
 //! lease ([`crate::leader`]), the watches ([`watches`]), and the controller
 //! that calls [`reconcile`] ([`reconciler`]) with a [`Context`] ([`context`]).
 
+mod cached;
 mod context;
 mod queue;
 mod reconciler;
@@ -31,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::Engine;
 use crate::server::{self, ServerState};
 
+pub use cached::{CachedBinding, Recorded};
 pub use context::{Context, FIELD_MANAGER};
 pub use reconciler::{Error, error_policy, reconcile};
 use watches::PolicyStores;
@@ -101,7 +103,11 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
         Some(lease)
     };
 
-    let (store, trigger) = watches::bindings(bindings);
+    let cached: Api<CachedBinding> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, trigger) = watches::bindings(cached);
     let mut controller = Controller::for_stream(trigger, store.clone())
         .with_config(ControllerConfig::default().concurrency(args.engine.concurrency));
     let gate = if args.require_policy {

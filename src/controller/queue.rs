@@ -14,6 +14,7 @@ use crate::reconcile::cache::SnapshotCache;
 use crate::reconcile::{Selector, selector_of};
 use crate::server::Detail;
 
+use super::cached::CachedBinding;
 use super::context::{Context, key_of};
 
 impl Cluster for Context {
@@ -24,7 +25,7 @@ impl Cluster for Context {
             .filter_map(|b| {
                 let key = key_of(b)?;
                 let profile = self.engine.profile_name(&key);
-                Some((key, selector_of(&b.spec), profile))
+                Some((key, selector_of(&b.spec()?), profile))
             })
             .collect()
     }
@@ -53,7 +54,7 @@ pub fn start(
     detail: Arc<Detail>,
 ) -> (
     tokio::task::JoinHandle<()>,
-    impl Stream<Item = ObjectRef<InstanceProfileBinding>> + Send + 'static,
+    impl Stream<Item = ObjectRef<CachedBinding>> + Send + 'static,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let consumer = Consumer {
@@ -65,7 +66,12 @@ pub fn start(
         requeue: tx,
     };
     let task = tokio::spawn(consumer.run());
-    let stream =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|r: ObjectRef<InstanceProfileBinding>| {
+            let mut cached = ObjectRef::<CachedBinding>::new(&r.name);
+            cached.namespace = r.namespace;
+            (cached, rx)
+        })
+    });
     (task, stream)
 }

@@ -12,18 +12,21 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::time::Instant;
 
-use crate::crd::{InstanceProfileBinding, InstanceProfilePolicy};
+use crate::crd::InstanceProfilePolicy;
+
+use super::cached::CachedBinding;
 
 /// The cache of bindings, and the stream of their changes that drives the
-/// controller. The cache holds bindings without what the controller never
-/// reads (managedFields, kubectl's last-applied copy): about half of each object.
+/// controller. The cache holds bindings in their compact form
+/// ([`CachedBinding`]), without what the controller never reads
+/// (managedFields, kubectl's last-applied copy).
 pub fn bindings(
-    api: Api<InstanceProfileBinding>,
+    api: Api<CachedBinding>,
 ) -> (
-    Store<InstanceProfileBinding>,
-    impl Stream<Item = Result<InstanceProfileBinding, watcher::Error>> + Send + 'static,
+    Store<CachedBinding>,
+    impl Stream<Item = Result<CachedBinding, watcher::Error>> + Send + 'static,
 ) {
-    let (store, writer) = reflector::store::<InstanceProfileBinding>();
+    let (store, writer) = reflector::store::<CachedBinding>();
     let trigger = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(slim)
@@ -34,14 +37,18 @@ pub fn bindings(
 
 /// Drops the fields of a binding the controller never reads from its cache
 /// (managedFields alone are about half of an object; labels and annotations,
-/// kubectl's last-applied copy among them, can be as large again).
-fn slim(b: &mut InstanceProfileBinding) {
+/// kubectl's last-applied copy among them, can be as large again). The
+/// resourceVersion goes too: the watcher has read it already, and without
+/// it each reference to the binding (cache keys, the work queue) is one
+/// string shorter.
+fn slim(b: &mut CachedBinding) {
     let m = &mut b.metadata;
     m.managed_fields = None;
     m.annotations = None;
     m.labels = None;
     m.owner_references = None;
     m.creation_timestamp = None;
+    m.resource_version = None;
 }
 
 /// The caches the policy gate reads: every policy, and every namespace's labels.
@@ -102,11 +109,11 @@ impl PolicyStores {
 /// Re-queues the bindings a change may affect (seconds, not a resync): every
 /// binding on a policy change, a namespace's bindings on a change of it.
 pub fn requeue_on_gate_changes(
-    controller: Controller<InstanceProfileBinding>,
+    controller: Controller<CachedBinding>,
     policies: Api<InstanceProfilePolicy>,
     namespaces: Api<Namespace>,
-    bindings: &Store<InstanceProfileBinding>,
-) -> Controller<InstanceProfileBinding> {
+    bindings: &Store<CachedBinding>,
+) -> Controller<CachedBinding> {
     let all = bindings.clone();
     let in_ns = bindings.clone();
     controller
@@ -174,16 +181,19 @@ fn slim_node(n: &mut Node) {
 /// Re-queues the bindings with a nodeSelector when a Node changes, so a new
 /// node is associated within seconds of registering.
 pub fn requeue_on_node_changes(
-    controller: Controller<InstanceProfileBinding>,
+    controller: Controller<CachedBinding>,
     nodes: Api<Node>,
-    bindings: &Store<InstanceProfileBinding>,
-) -> Controller<InstanceProfileBinding> {
+    bindings: &Store<CachedBinding>,
+) -> Controller<CachedBinding> {
     let with_selector = bindings.clone();
     controller.watches(nodes, watcher::Config::default(), move |_: Node| {
         with_selector
             .state()
             .iter()
-            .filter(|b| b.spec.instances.node_selector.is_some())
+            .filter(|b| {
+                b.spec()
+                    .is_some_and(|s| s.instances.node_selector.is_some())
+            })
             .map(|b| ObjectRef::from_obj(&**b))
             .collect::<Vec<_>>()
     })
