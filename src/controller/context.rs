@@ -152,14 +152,7 @@ impl Context {
                 continue;
             }
             if let Some(key) = key_of(&b) {
-                rivals.add(
-                    key,
-                    spec.instances.ids.iter().map(String::as_str),
-                    spec.instances
-                        .tags
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str())),
-                );
+                rivals.add_spec(key, &spec);
             }
         }
         let rivals = Arc::new(rivals.build());

@@ -72,6 +72,18 @@ impl RivalsBuilder {
         r.tags.push(tags);
     }
 
+    /// Adds what a binding's spec selects.
+    pub fn add_spec(&mut self, key: BindingKey, spec: &crate::crd::InstanceProfileBindingSpec) {
+        self.add(
+            key,
+            spec.instances.ids.iter().map(String::as_str),
+            spec.instances
+                .tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+    }
+
     #[must_use]
     pub fn build(self) -> Rivals {
         let mut r = self.rivals;
@@ -145,14 +157,7 @@ impl Rivals {
     ) -> Self {
         let mut out = RivalsBuilder::default();
         for (key, spec) in bindings {
-            out.add(
-                key,
-                spec.instances.ids.iter().map(String::as_str),
-                spec.instances
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            );
+            out.add_spec(key, spec);
         }
         out.build()
     }
