@@ -52,17 +52,50 @@ fn missing(action: &'static str) -> AwsError {
     }
 }
 
+/// The association states that are live (a disassociated association is history).
+fn live_associations() -> Filter {
+    Filter::builder()
+        .name("state")
+        .values("associating")
+        .values("associated")
+        .values("disassociating")
+        .build()
+}
+
+/// An `instance-id` filter for at most 199 ids (EC2's limit on filter values).
+fn instance_ids(ids: &[String]) -> Filter {
+    Filter::builder()
+        .name("instance-id")
+        .set_values(Some(ids.to_vec()))
+        .build()
+}
+
 impl Aws {
     /// Every live association (associating, associated, disassociating), all pages.
     pub async fn describe_associations(&self) -> Result<Vec<Association>, AwsError> {
+        self.associations_where(&[live_associations()]).await
+    }
+
+    /// The live associations of the instances `ids` (an `instance-id`
+    /// filter): one call for a batch of events.
+    pub async fn describe_associations_of(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Association>, AwsError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(199) {
+            out.extend(
+                self.associations_where(&[instance_ids(chunk), live_associations()])
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The associations `filters` select, all pages.
+    async fn associations_where(&self, filters: &[Filter]) -> Result<Vec<Association>, AwsError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
-        let state_filter = Filter::builder()
-            .name("state")
-            .values("associating")
-            .values("associated")
-            .values("disassociating")
-            .build();
         loop {
             let page = self
                 .call(
@@ -72,7 +105,7 @@ impl Aws {
                     || async {
                         self.ec2
                             .describe_iam_instance_profile_associations()
-                            .filters(state_filter.clone())
+                            .set_filters(Some(filters.to_vec()))
                             .max_results(PAGE)
                             .set_next_token(token.clone())
                             .send()
@@ -100,8 +133,6 @@ impl Aws {
     /// Every instance that is not terminated, all pages; selectors are matched
     /// by the caller so one listing serves every binding.
     pub async fn describe_instances(&self) -> Result<Vec<Instance>, AwsError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
         let live = Filter::builder()
             .name("instance-state-name")
             .values("pending")
@@ -109,31 +140,8 @@ impl Aws {
             .values("stopping")
             .values("stopped")
             .build();
-        loop {
-            let page = self
-                .call(Family::Ec2Read, EC2, "DescribeInstances", || async {
-                    self.ec2
-                        .describe_instances()
-                        .filters(live.clone())
-                        .max_results(PAGE)
-                        .set_next_token(token.clone())
-                        .send()
-                        .await
-                        .map_err(|e| from_sdk(EC2, "DescribeInstances", &e))
-                })
-                .await?;
-            out.extend(
-                page.reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .filter_map(instance_from)
-                    .filter(|i| !matches!(i.state, RunState::Terminated | RunState::ShuttingDown)),
-            );
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
+        let mut out = self.instances_where(&[live]).await?;
+        out.retain(|i| !matches!(i.state, RunState::Terminated | RunState::ShuttingDown));
         Ok(out)
     }
 
@@ -164,22 +172,30 @@ impl Aws {
 
     /// The instances of `ids` in any state, terminated included (an
     /// `instance-id` filter, so an id EC2 does not know is just absent):
-    /// one call for a batch of events (at most 1000 ids a page).
+    /// one call for a batch of events.
     pub async fn describe_instances_by_id(
         &self,
         ids: &[String],
     ) -> Result<Vec<Instance>, AwsError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(199) {
-            let filter = Filter::builder()
-                .name("instance-id")
-                .set_values(Some(chunk.to_vec()))
-                .build();
+            out.extend(self.instances_where(&[instance_ids(chunk)]).await?);
+        }
+        Ok(out)
+    }
+
+    /// The instances `filters` select, all pages.
+    async fn instances_where(&self, filters: &[Filter]) -> Result<Vec<Instance>, AwsError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
             let page = self
                 .call(Family::Ec2Read, EC2, "DescribeInstances", || async {
                     self.ec2
                         .describe_instances()
-                        .filters(filter.clone())
+                        .set_filters(Some(filters.to_vec()))
+                        .max_results(PAGE)
+                        .set_next_token(token.clone())
                         .send()
                         .await
                         .map_err(|e| from_sdk(EC2, "DescribeInstances", &e))
@@ -191,52 +207,10 @@ impl Aws {
                     .flat_map(|r| r.instances())
                     .filter_map(instance_from),
             );
-        }
-        Ok(out)
-    }
-
-    /// The live associations of the instances `ids` (an `instance-id`
-    /// filter): one call for a batch of events.
-    pub async fn describe_associations_of(
-        &self,
-        ids: &[String],
-    ) -> Result<Vec<Association>, AwsError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(199) {
-            let filters = [
-                Filter::builder()
-                    .name("instance-id")
-                    .set_values(Some(chunk.to_vec()))
-                    .build(),
-                Filter::builder()
-                    .name("state")
-                    .values("associating")
-                    .values("associated")
-                    .values("disassociating")
-                    .build(),
-            ];
-            let page = self
-                .call(
-                    Family::Ec2Read,
-                    EC2,
-                    "DescribeIamInstanceProfileAssociations",
-                    || async {
-                        self.ec2
-                            .describe_iam_instance_profile_associations()
-                            .set_filters(Some(filters.to_vec()))
-                            .send()
-                            .await
-                            .map_err(|e| {
-                                from_sdk(EC2, "DescribeIamInstanceProfileAssociations", &e)
-                            })
-                    },
-                )
-                .await?;
-            out.extend(
-                page.iam_instance_profile_associations()
-                    .iter()
-                    .filter_map(association_from),
-            );
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
         }
         Ok(out)
     }
