@@ -175,24 +175,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::aws::{AssociationState, RunState};
+    use crate::aws::AssociationState;
     use crate::events::parse::Caller;
+    use crate::reconcile::decide::tests::tagged;
 
     fn key(name: &str) -> BindingKey {
         BindingKey {
             namespace: "team-a".into(),
             name: name.into(),
-        }
-    }
-
-    fn instance(id: &str, tags: &[(&str, &str)]) -> Instance {
-        Instance {
-            id: id.into(),
-            state: RunState::Running,
-            tags: tags
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect(),
         }
     }
 
@@ -232,13 +222,13 @@ mod tests {
             (key("db"), db, "ipb-db".to_string()),
         ]);
         assert_eq!(
-            bindings.selecting(&instance("i-1", &[("app", "web"), ("x", "y")])),
+            bindings.selecting(&tagged("i-1", &[("app", "web"), ("x", "y")])),
             [key("web")]
         );
-        assert_eq!(bindings.selecting(&instance("i-db", &[])), [key("db")]);
+        assert_eq!(bindings.selecting(&tagged("i-db", &[])), [key("db")]);
         assert!(
             bindings
-                .selecting(&instance("i-2", &[("app", "api")]))
+                .selecting(&tagged("i-2", &[("app", "api")]))
                 .is_empty()
         );
         assert_eq!(bindings.owning("ipb-db"), Some(&key("db")));
@@ -252,7 +242,7 @@ mod tests {
             state: AssociationState::Associated,
         };
         let mut out = BTreeSet::new();
-        bindings.concerned_by_instance([&instance("i-3", &[])], [&held], &mut out);
+        bindings.concerned_by_instance([&tagged("i-3", &[])], [&held], &mut out);
         assert_eq!(out.into_iter().collect::<Vec<_>>(), [key("web")]);
     }
 

@@ -567,6 +567,7 @@ impl Observed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::decide::tests::tagged;
 
     fn assoc(
         instance: &str,
@@ -623,17 +624,6 @@ mod tests {
         assert_eq!(ids(None), ["i-1"]);
     }
 
-    fn instance(id: &str, tags: &[(&str, &str)]) -> Instance {
-        Instance {
-            id: id.into(),
-            state: RunState::Running,
-            tags: tags
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect(),
-        }
-    }
-
     fn profile(name: &str, id: &str) -> Profile {
         Profile {
             name: name.into(),
@@ -655,7 +645,7 @@ mod tests {
             ..profile("q", "Q")
         };
         let a = assoc("i-1", "p", "P", AssociationState::Associated);
-        let i = instance("i-1", &[("app", "web"), ("env", "prod")]);
+        let i = tagged("i-1", &[("app", "web"), ("env", "prod")]);
         let snapshot = Snapshot::from_parts(
             Instant::now(),
             HashMap::from([
@@ -698,9 +688,9 @@ mod tests {
         );
 
         snapshot.insert_profile(profile("p", "P"));
-        snapshot.insert_instance(instance("i-1", &[("app", "web")]));
-        snapshot.insert_instance(instance("i-2", &[("app", "db")]));
-        snapshot.insert_instance(instance("i-3", &[]));
+        snapshot.insert_instance(tagged("i-1", &[("app", "web")]));
+        snapshot.insert_instance(tagged("i-2", &[("app", "db")]));
+        snapshot.insert_instance(tagged("i-3", &[]));
         snapshot.insert_association(assoc("i-2", "p", "P", AssociationState::Associated));
         assert_eq!(
             seen(&snapshot),
@@ -712,7 +702,7 @@ mod tests {
             )
         );
         // Retagged, then on its way to another profile: neither selected nor a user.
-        snapshot.insert_instance(instance("i-1", &[("app", "api")]));
+        snapshot.insert_instance(tagged("i-1", &[("app", "api")]));
         snapshot.insert_association(assoc("i-2", "other", "O", AssociationState::Associated));
         assert_eq!(seen(&snapshot), (true, vec!["i-3".into()], vec![], vec![]));
         // A leaving association does not displace the live one.

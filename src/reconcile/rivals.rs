@@ -171,23 +171,12 @@ impl Rivals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::RunState;
+    use crate::reconcile::decide::tests::tagged;
 
     fn key(name: &str) -> BindingKey {
         BindingKey {
             namespace: "ns".into(),
             name: name.into(),
-        }
-    }
-
-    fn instance(id: &str, tags: &[(&str, &str)]) -> Instance {
-        Instance {
-            id: id.into(),
-            state: RunState::Running,
-            tags: tags
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect(),
         }
     }
 
@@ -213,10 +202,10 @@ mod tests {
             (key("c"), &c),
             (key("d"), &d),
         ]);
-        let web_prod = instance("i-1", &[("app", "web"), ("env", "prod")]);
+        let web_prod = tagged("i-1", &[("app", "web"), ("env", "prod")]);
         assert_eq!(rivals.of(&key("a"), &web_prod), vec![key("b"), key("d")]);
         assert_eq!(rivals.of(&key("d"), &web_prod), vec![key("a"), key("b")]);
-        let lone = instance("i-2", &[("env", "prod")]);
+        let lone = tagged("i-2", &[("env", "prod")]);
         assert!(rivals.of(&key("b"), &lone).is_empty());
         assert!(Rivals::default().of(&key("a"), &web_prod).is_empty());
     }

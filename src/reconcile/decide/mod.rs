@@ -218,6 +218,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// A running instance with these tags.
+    pub(crate) fn tagged(id: &str, tags: &[(&str, &str)]) -> Instance {
+        Instance {
+            id: id.into(),
+            state: RunState::Running,
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }
+    }
+
     pub(crate) fn assoc(
         instance: &str,
         profile_arn: &str,
