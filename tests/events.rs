@@ -176,6 +176,22 @@ impl Env {
             .map(|a| a.2.clone())
     }
 
+    /// Waits up to `limit` for `instance` to be associated with `profile_id`,
+    /// and prints how long `what` took.
+    async fn until_associated(
+        &self,
+        what: &str,
+        instance: &str,
+        profile_id: &str,
+        limit: Duration,
+    ) {
+        let took = eventually(what, limit, || async {
+            self.associated_profile(instance).await.as_deref() == Some(profile_id)
+        })
+        .await;
+        println!("{what} {took:?} after its events");
+    }
+
     /// The controller's calls through the proxy that change AWS (SQS's own left out).
     fn aws_writes(&self) -> Vec<String> {
         self.aws
@@ -398,11 +414,8 @@ async fn events_repair_within_seconds() {
     let t0 = now();
     env.send(&state_change(&new, "pending", &t0)).await;
     env.send(&state_change(&new, "running", &now())).await;
-    let took = eventually("the new instance associated", limit, || async {
-        env.associated_profile(&new).await.as_deref() == Some(ours.as_str())
-    })
-    .await;
-    println!("new instance associated {took:?} after its events");
+    env.until_associated("the new instance associated", &new, &ours, limit)
+        .await;
 
     // Tags that lag behind the launch: not selected at pending, at running.
     let late = env.aws.run_instances(1, &[]).await.remove(0);
@@ -424,11 +437,8 @@ async fn events_repair_within_seconds() {
         .await
         .expect("tag the instance");
     env.send(&state_change(&late, "running", &now())).await;
-    let took = eventually("the late-tagged instance associated", limit, || async {
-        env.associated_profile(&late).await.as_deref() == Some(ours.as_str())
-    })
-    .await;
-    println!("late-tagged instance associated {took:?} after its running event");
+    env.until_associated("the late-tagged instance associated", &late, &ours, limit)
+        .await;
 
     // Disassociated by hand.
     let assoc = env.aws.associations().await[&new].0.clone();
@@ -440,11 +450,8 @@ async fn events_repair_within_seconds() {
         &assoc,
     ))
     .await;
-    let took = eventually("the disassociation repaired", limit, || async {
-        env.associated_profile(&new).await.as_deref() == Some(ours.as_str())
-    })
-    .await;
-    println!("disassociation repaired {took:?} after its event");
+    env.until_associated("the disassociation repaired", &new, &ours, limit)
+        .await;
 
     // Replaced by hand with someone else's profile.
     let (other_arn, _) = env.aws.create_profile("someone-elses", "/").await;
@@ -472,11 +479,8 @@ async fn events_repair_within_seconds() {
         &assoc,
     ))
     .await;
-    let took = eventually("the replacement repaired", limit, || async {
-        env.associated_profile(&new).await.as_deref() == Some(ours.as_str())
-    })
-    .await;
-    println!("replacement repaired {took:?} after its event");
+    env.until_associated("the replacement repaired", &new, &ours, limit)
+        .await;
 
     // The role removed from the profile by hand.
     env.aws
