@@ -140,13 +140,13 @@ impl Context {
             Lookup::Stale(refresh) => refresh,
         };
         // One binding's spec decoded at a time: the cache holds them compact.
-        let mut paths = BTreeSet::new();
+        let mut paths = self.engine.snapshot_paths([]);
         let mut rivals = RivalsBuilder::default();
         for b in self.store.state() {
             let Some(spec) = b.spec() else {
                 continue;
             };
-            paths.extend(self.engine.snapshot_paths([&spec]));
+            paths.insert(self.engine.config.path_for(&spec));
             // Bindings being deleted are nobody's rival: their selection is going.
             if b.metadata.deletion_timestamp.is_some() {
                 continue;

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::aws::Aws;
 use crate::cli::{OrphanSweep, RunArgs};
-use crate::crd::{InstanceProfileBinding, InstanceProfilePolicy};
+use crate::crd::InstanceProfilePolicy;
 use crate::leader::{self, LeaderElector, Leadership};
 use crate::metrics::Metrics;
 use crate::reconcile::Engine;
@@ -51,7 +51,7 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
         ));
     }
     let client = args.kube.client().await.map_err(crate::Error::Kube)?;
-    let bindings: Api<InstanceProfileBinding> = match &args.namespace {
+    let bindings: Api<CachedBinding> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -103,11 +103,7 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
         Some(lease)
     };
 
-    let cached: Api<CachedBinding> = match &args.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let (store, trigger) = watches::bindings(cached);
+    let (store, trigger) = watches::bindings(bindings);
     let mut controller = Controller::for_stream(trigger, store.clone())
         .with_config(ControllerConfig::default().concurrency(args.engine.concurrency));
     let gate = if args.require_policy {
@@ -193,7 +189,7 @@ pub async fn run(args: &RunArgs) -> crate::Result<()> {
 /// The CRDs are installed and readable, and AWS credentials are there.
 async fn preflight(
     args: &RunArgs,
-    bindings: &Api<InstanceProfileBinding>,
+    bindings: &Api<CachedBinding>,
     policies: &Api<InstanceProfilePolicy>,
     aws: &Aws,
 ) -> crate::Result<()> {
