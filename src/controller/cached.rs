@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::num::NonZeroU64;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -38,8 +39,8 @@ const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct CachedBinding {
     pub metadata: ObjectMeta,
-    #[serde(deserialize_with = "compact_spec", skip_serializing)]
-    spec: Box<str>,
+    #[serde(skip_serializing)]
+    spec: CompactSpec,
     #[serde(default, deserialize_with = "recorded", skip_serializing)]
     pub status: Option<Recorded>,
 }
@@ -49,7 +50,14 @@ impl CachedBinding {
     /// never happens: the text is what a decoded spec encoded to).
     #[must_use]
     pub fn spec(&self) -> Option<InstanceProfileBindingSpec> {
-        serde_json::from_str(&self.spec).ok()
+        serde_json::from_str(&self.spec.json).ok()
+    }
+
+    /// Whether the spec selects instances by `nodeSelector` (read on every
+    /// Node change, so kept without decoding the spec).
+    #[must_use]
+    pub fn selects_nodes(&self) -> bool {
+        self.spec.selects_nodes
     }
 
     /// The generation the recorded status describes.
@@ -100,11 +108,23 @@ impl Resource for CachedBinding {
     }
 }
 
-fn compact_spec<'de, D: Deserializer<'de>>(d: D) -> Result<Box<str>, D::Error> {
-    let spec = InstanceProfileBindingSpec::deserialize(d)?;
-    serde_json::to_string(&spec)
-        .map(String::into_boxed_str)
-        .map_err(serde::de::Error::custom)
+/// The spec as compact JSON text, and whether it has a `nodeSelector`.
+#[derive(Clone, Debug)]
+struct CompactSpec {
+    json: Box<str>,
+    selects_nodes: bool,
+}
+
+impl<'de> Deserialize<'de> for CompactSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spec = InstanceProfileBindingSpec::deserialize(d)?;
+        Ok(Self {
+            json: serde_json::to_string(&spec)
+                .map_err(serde::de::Error::custom)?
+                .into_boxed_str(),
+            selects_nodes: spec.instances.node_selector.is_some(),
+        })
+    }
 }
 
 fn recorded<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Recorded>, D::Error> {
@@ -122,10 +142,12 @@ pub fn digest(status: &InstanceProfileBindingStatus) -> u64 {
     h.finish()
 }
 
-fn digest_of(reason: &str, message: &str) -> u64 {
+/// A digest of Ready's reason and message (never zero, so an absent one
+/// costs no space).
+fn digest_of(reason: &str, message: &str) -> NonZeroU64 {
     let mut h = DefaultHasher::new();
     (reason, message).hash(&mut h);
-    h.finish()
+    NonZeroU64::new(h.finish()).unwrap_or(NonZeroU64::MIN)
 }
 
 /// One recorded condition: its type (an index into `TYPES`), whether it was
@@ -144,7 +166,7 @@ struct Mark {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
     digest: u64,
-    ready_note: Option<u64>,
+    ready_note: Option<NonZeroU64>,
     pub observed_generation: Option<i64>,
     marks: Box<[Mark]>,
     /// `instance_profile`: recorded at all, its id, whether it has an ARN
@@ -272,6 +294,7 @@ mod tests {
         let full = binding(status());
         let cached = CachedBinding::of(&full).expect("cached");
         assert_eq!(cached.spec(), Some(full.spec));
+        assert!(!cached.selects_nodes());
         assert_eq!(cached.observed_generation(), Some(3));
         let full_status = full.status.expect("status");
         assert!(cached.status_is(&full_status));
@@ -332,8 +355,22 @@ mod tests {
     }
 
     #[test]
+    fn a_node_selector_is_known_without_decoding() {
+        let mut b = binding(serde_json::Value::Null);
+        b.spec.instances.tags.clear();
+        b.spec.instances.node_selector = Some(crate::crd::LabelSelector {
+            match_labels: [("pool".to_string(), "web".to_string())].into(),
+            ..crate::crd::LabelSelector::default()
+        });
+        let cached = CachedBinding::of(&b).expect("cached");
+        assert!(cached.selects_nodes());
+        assert_eq!(cached.spec(), Some(b.spec));
+    }
+
+    #[test]
     fn it_stays_small() {
-        // The struct the cache holds per binding, before its few heap parts.
-        assert!(std::mem::size_of::<CachedBinding>() <= 512);
+        // The struct the cache holds per binding, before its few heap parts:
+        // with the Arc's two counts, within jemalloc's 512-byte size class.
+        assert!(std::mem::size_of::<CachedBinding>() + 16 <= 512);
     }
 }

@@ -190,10 +190,7 @@ pub fn requeue_on_node_changes(
         with_selector
             .state()
             .iter()
-            .filter(|b| {
-                b.spec()
-                    .is_some_and(|s| s.instances.node_selector.is_some())
-            })
+            .filter(|b| b.selects_nodes())
             .map(|b| ObjectRef::from_obj(&**b))
             .collect::<Vec<_>>()
     })
