@@ -21,6 +21,7 @@ use crate::crd::{
     InstanceProfileBindingStatus, PROFILE_READY, READY, RECONCILING, ROLE_ATTACHED, RoleStatus,
     RotationStatus, STALLED,
 };
+use crate::reconcile::status::TIME_FORMAT;
 
 /// The condition types the controller writes, in the order it writes them.
 const TYPES: [&str; 6] = [
@@ -31,9 +32,6 @@ const TYPES: [&str; 6] = [
     STALLED,
     RECONCILING,
 ];
-
-/// `lastTransitionTime` as the controller writes it (whole seconds, UTC).
-const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
 /// An `InstanceProfileBinding` in the controller's cache.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -72,7 +70,7 @@ impl CachedBinding {
         self.status.as_ref().map(|r| r.digest) == Some(digest(status))
     }
 
-    /// A binding as the cache would hold it (tests, and the emulator-free paths).
+    /// A binding as the cache would hold it.
     ///
     /// # Errors
     /// The binding does not serialize (it always does).

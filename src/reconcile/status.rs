@@ -16,12 +16,14 @@ use super::observe::Observed;
 use super::reason::{BackoffClass, Failure, Reason};
 use super::role::unresolved;
 
-/// RFC 3339 in UTC, second precision (the `metav1.Time` format).
+/// RFC 3339 in UTC, second precision (the `metav1.Time` format): how the
+/// status writes every time.
+pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+/// Now, in [`TIME_FORMAT`].
 #[must_use]
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime(TIME_FORMAT).to_string()
 }
 
 struct Verdict {
