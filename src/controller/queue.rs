@@ -8,26 +8,26 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
 use crate::crd::InstanceProfileBinding;
+use crate::events::route::{Bindings, BindingsBuilder};
 use crate::events::{Cluster, Consumer};
-use crate::naming::BindingKey;
 use crate::reconcile::cache::SnapshotCache;
-use crate::reconcile::{Selector, selector_of};
 use crate::server::Detail;
 
 use super::cached::CachedBinding;
 use super::context::{Context, key_of};
 
 impl Cluster for Context {
-    fn bindings(&self) -> Vec<(BindingKey, Selector, String)> {
-        self.store
-            .state()
-            .iter()
-            .filter_map(|b| {
-                let key = key_of(b)?;
-                let profile = self.engine.profile_name(&key);
-                Some((key, selector_of(&b.spec()?), profile))
-            })
-            .collect()
+    fn bindings(&self) -> Bindings {
+        // One spec decoded at a time: the cache holds them compact.
+        let mut out = BindingsBuilder::default();
+        for b in self.store.state() {
+            let (Some(key), Some(spec)) = (key_of(&b), b.spec()) else {
+                continue;
+            };
+            let profile = self.engine.profile_name(&key);
+            out.add_spec(key, &spec, profile);
+        }
+        out.build()
     }
 
     fn snapshots(&self) -> &SnapshotCache {

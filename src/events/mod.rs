@@ -26,8 +26,8 @@ use crate::aws::{Association, Aws, AwsError, Instance, Profile, RunState};
 use crate::crd::InstanceProfileBinding;
 use crate::metrics::{EventMetrics, Metrics};
 use crate::naming::BindingKey;
+use crate::reconcile::Snapshot;
 use crate::reconcile::cache::SnapshotCache;
-use crate::reconcile::{Selector, Snapshot};
 use crate::server::Detail;
 
 use parse::{Event, Identity, Rejected, What};
@@ -44,8 +44,8 @@ const PART: &str = "event queue";
 /// What the consumer needs of the controller: the bindings, their profile
 /// names, the shared snapshot, and the roles it assumes in other accounts.
 pub trait Cluster: Send + Sync + 'static {
-    /// Each binding's key, selector and profile name.
-    fn bindings(&self) -> Vec<(BindingKey, Selector, String)>;
+    /// The bindings, indexed by what they select and by profile name.
+    fn bindings(&self) -> Bindings;
     /// This account's shared snapshot.
     fn snapshots(&self) -> &SnapshotCache;
     /// The ARNs of the roles the controller assumes for other accounts.
@@ -258,7 +258,7 @@ impl<C: Cluster> Consumer<C> {
         let snapshot = self.cluster.snapshots().current().await;
         let known_instance = |id: &str| snapshot.as_ref().and_then(|s| s.instance(id));
         let known_association = |id: &str| snapshot.as_ref().and_then(|s| s.association(id));
-        let bindings = Bindings::new(self.cluster.bindings());
+        let bindings = self.cluster.bindings();
         let read_at = Instant::now();
 
         // The instances to describe (state changes but terminations, and

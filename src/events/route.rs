@@ -5,9 +5,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::aws::{Association, Instance};
+use crate::crd::InstanceProfileBindingSpec;
 use crate::naming::BindingKey;
-use crate::reconcile::Selector;
-use crate::reconcile::rivals::Rivals;
+use crate::reconcile::rivals::{Rivals, RivalsBuilder};
 
 use super::parse::{Event, Identity, What};
 
@@ -26,16 +26,36 @@ fn nobody() -> BindingKey {
     }
 }
 
-impl Bindings {
-    /// From each binding's key, selector and profile name.
-    pub fn new(entries: impl IntoIterator<Item = (BindingKey, Selector, String)>) -> Self {
-        let entries: Vec<(BindingKey, Selector, String)> = entries.into_iter().collect();
-        Self {
-            selectors: Rivals::new(entries.iter().map(|(k, s, _)| (k.clone(), s))),
-            by_profile: entries.into_iter().map(|(k, _, p)| (p, k)).collect(),
-        }
+/// Collects the bindings one at a time (from the controller's cache, where
+/// their specs are decoded one by one), with no copy of any selector.
+#[derive(Default)]
+pub struct BindingsBuilder {
+    selectors: RivalsBuilder,
+    by_profile: HashMap<String, BindingKey>,
+}
+
+impl BindingsBuilder {
+    /// Adds a binding: its key, spec and profile name.
+    pub fn add_spec(
+        &mut self,
+        key: BindingKey,
+        spec: &InstanceProfileBindingSpec,
+        profile: String,
+    ) {
+        self.selectors.add_spec(key.clone(), spec);
+        self.by_profile.insert(profile, key);
     }
 
+    #[must_use]
+    pub fn build(self) -> Bindings {
+        Bindings {
+            selectors: self.selectors.build(),
+            by_profile: self.by_profile,
+        }
+    }
+}
+
+impl Bindings {
     /// The bindings whose selector matches `instance`.
     #[must_use]
     pub fn selecting(&self, instance: &Instance) -> Vec<BindingKey> {
@@ -177,7 +197,16 @@ mod tests {
     use super::*;
     use crate::aws::AssociationState;
     use crate::events::parse::Caller;
+    use crate::reconcile::Selector;
     use crate::reconcile::decide::tests::tagged;
+
+    /// Bindings from each one's key, selector and profile name.
+    fn bindings_of(entries: Vec<(BindingKey, Selector, String)>) -> Bindings {
+        Bindings {
+            selectors: Rivals::new(entries.iter().map(|(k, s, _)| (k.clone(), s))),
+            by_profile: entries.into_iter().map(|(k, _, p)| (p, k)).collect(),
+        }
+    }
 
     fn key(name: &str) -> BindingKey {
         BindingKey {
@@ -217,7 +246,7 @@ mod tests {
             ids: BTreeSet::from(["i-db".to_string()]),
             tags: BTreeMap::new(),
         };
-        let bindings = Bindings::new([
+        let bindings = bindings_of(vec![
             (key("web"), web, "ipb-web".to_string()),
             (key("db"), db, "ipb-db".to_string()),
         ]);
